@@ -1,0 +1,38 @@
+# Two commands for a fresh machine:  make run   (dashboard)   and   make test   (all tests).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast test-browser setup prepare benchmark clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run app.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -m browser
+
+prepare: $(STAMP)
+	$(VENV)/bin/galaxy prepare --labels ../shared/data/gz1_sdss/gz1_classes.csv \
+	    --images ../shared/data/gz1_sdss/images --out data/gz1 --splits 3
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/bench_train_infer.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

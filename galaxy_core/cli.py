@@ -1,0 +1,317 @@
+"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, predict).
+
+Exit codes: 0 success; 1 ``predict`` could not classify some inputs; 2 bad usage or bad input
+(one line on stderr, never a traceback); 130 interrupted (training can be resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from galaxy_core.config import SHIPPED_MODEL_DIR, Config, default_data_root
+from galaxy_core.errors import GalaxyError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad usage already; keep its one-line message."""
+
+
+def _bar(desc: str, total: int | None = None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr,
+                disable=None)
+
+
+def _progress(bar):
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.n = done
+        bar.refresh()
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from galaxy_core.data.prepare import PrepareRequest, prepare
+
+    config = Config(prob_threshold=args.threshold, seed=args.seed, val_fraction=args.val,
+                    test_fraction=args.test, crop_fraction=args.crop, image_size=args.image_size)
+    req = PrepareRequest(images=Path(args.images), out=Path(args.out),
+                         catalogue=Path(args.catalogue) if args.catalogue else None,
+                         mapping=Path(args.mapping) if args.mapping else None,
+                         labels=Path(args.labels) if args.labels else None,
+                         folders=args.folders, use_flags=args.use_flags, n_splits=args.splits,
+                         export=args.export, build_cache=not args.no_cache)
+    with _bar("checking images") as check, _bar("building cache") as cache:
+        prepared = prepare(req, config, _progress(check), _progress(cache))
+    s = prepared.summary
+    print(f"read {s['rows_read']} rows; dropped {s['dropped_total']} "
+          f"({', '.join(f'{k}: {v}' for k, v in s['dropped'].items()) or 'none'}); kept "
+          f"{', '.join(f'{v} {k}' for k, v in s['kept_per_class'].items())}")
+    print(f"wrote {args.out}/joined_galaxies_table.csv, "
+          f"joined_galaxies_with_existing_images_table.csv, summary.json")
+    return EXIT_OK
+
+
+def _train_config(args: argparse.Namespace) -> Config:
+    changes: dict[str, Any] = {k: v for k, v in {
+        "arch": args.arch, "weights": args.weights, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "image_size": args.image_size,
+        "crop_fraction": args.crop, "max_train_images": args.max_train_images,
+        "patience": args.patience, "balance": args.balance, "threads": args.threads,
+        "seed": args.seed}.items() if v is not None}
+    if args.bf16:
+        changes["bf16"] = True
+    if args.no_tta:
+        changes["tta"] = False
+    return Config().replace(**changes)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from galaxy_core.train.loop import train
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a stop from the dashboard = Ctrl-C
+    config = _train_config(args)
+    splits = range(args.splits) if args.splits > 1 else [args.split]
+    results = []
+    for split in splits:
+        run_dir = Path(args.out) / f"split_{split}" if args.splits > 1 else Path(args.out)
+        bar = _bar(f"training {run_dir.name}")
+        bar.unit = "step"
+
+        def on_step(done: int, total: int, info: dict[str, Any], bar=bar) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.n = done
+            bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.3f}", refresh=False)
+            bar.refresh()
+
+        def on_epoch(row: dict[str, Any], bar=bar) -> None:
+            bar.write(f"epoch {row['epoch']}: train_loss {row['train_loss']:.4f} val_loss "
+                      f"{row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                      f"val_macro_f1 {row['val_macro_f1']:.4f} ({row['seconds']:.0f} s)")
+        try:
+            result = train(args.data, run_dir, config, split=split, resume=args.resume,
+                           on_step=on_step, on_epoch=on_epoch)
+        finally:
+            bar.close()
+        if result.state == "interrupted":
+            print(f"interrupted; the last finished epoch is saved. Continue with: galaxy train "
+                  f"--data {args.data} --out {args.out} --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        results.append(result)
+        print(f"{run_dir}: {result.state} after {len(result.history)} epochs; model in "
+              f"{result.model_dir}")
+    if len(results) > 1:
+        _write_split_summary(Path(args.out), [r.model_dir for r in results])
+    return EXIT_OK
+
+
+def _write_split_summary(out: Path, model_dirs: list[Path | None]) -> dict[str, Any]:
+    from galaxy_core.evaluate.evaluate_model import summarise_reports
+    from galaxy_core.evaluate.report import load_report
+    from galaxy_core.io_utils import write_json
+
+    reports = [r for d in model_dirs if d and (r := load_report(d / "report_test"))]
+    summary = summarise_reports(reports)
+    write_json(out / "splits_summary.json", summary)
+    for key, v in summary.items():
+        print(f"{key}: {v['mean']:.4f} ± {v['std']:.4f} over {len(v['values'])} splits")
+    return summary
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from galaxy_core.data.prepared import open_prepared
+    from galaxy_core.evaluate.evaluate_model import evaluate_model
+    from galaxy_core.model.store import load_model
+
+    loaded = load_model(args.model or SHIPPED_MODEL_DIR)
+    prepared = open_prepared(args.data)
+    out = Path(args.out) if args.out else loaded.path / f"report_{args.part}"
+    with _bar(f"evaluating {args.part}") as bar:
+        report = evaluate_model(loaded, prepared, args.split, args.part, out, _progress(bar))
+    cal, unc = report["calibrated"], report["uncalibrated"]
+    m = cal["metrics"]
+    print(f"{args.part} split {args.split}: n={m['n']} accuracy {m['accuracy']:.4f} "
+          f"balanced {m['balanced_accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
+          f"ROC AUC {m['roc_auc']:.4f} ECE {unc['ece']:.4f} -> {cal['ece']:.4f} "
+          f"(T={report['temperature']:.3f})")
+    for name, pc in m["per_class"].items():
+        print(f"  {name:<11} precision {pc['precision']:.4f} recall {pc['recall']:.4f} "
+              f"f1 {pc['f1']:.4f} support {pc['support']}")
+    print(f"report written to {out}")
+    return EXIT_OK
+
+
+PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
+                   "error")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from galaxy_core.model.store import load_model
+    from galaxy_core.predict.classify import classify_sources, expand_paths
+
+    loaded = load_model(args.model or SHIPPED_MODEL_DIR)
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise GalaxyError("no image files found in the given folder(s)")
+    with _bar("classifying", len(paths)) as bar:
+        preds = classify_sources(loaded, paths, survey=args.survey_match,
+                                 batch_size=args.batch_size, progress=_progress(bar))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PREDICT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for p in preds:
+        writer.writerow(p.row())
+    if args.output:
+        from galaxy_core.io_utils import write_text
+
+        write_text(args.output, buffer.getvalue())
+        print(f"wrote {len(preds)} rows to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(buffer.getvalue())
+    failed = sum(1 for p in preds if not p.ok)
+    unusual = sum(1 for p in preds if p.unusual)
+    if unusual:
+        print(f"warning: {unusual} input(s) look unlike the training galaxies (ood_score > 1); "
+              "treat their labels with caution", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(preds)} input(s) could not be classified (see the error "
+              "column)", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    data_root = default_data_root()
+    parser = _Parser(prog="galaxy", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    defaults = Config()
+
+    p = sub.add_parser("prepare", formatter_class=fmt,
+                       help="catalogue + images -> labelled tables, splits and cache",
+                       description="Join a Galaxy Zoo catalogue with its images, drop uncertain "
+                       "galaxies and missing/unreadable images, write the joined tables, a JSON "
+                       "summary, stratified splits and the preprocessing cache. Give exactly one "
+                       f"label source. Real data here: {data_root}.")
+    src = p.add_argument_group("label source (exactly one)")
+    src.add_argument("--catalogue", help="Galaxy Zoo 1 table 2 (GalaxyZoo1_DR_table2.csv)")
+    src.add_argument("--labels", help="leaf-class table OBJID,CLASS (e.g. gz1_classes.csv)")
+    src.add_argument("--folders", action="store_true",
+                     help="labels from IMAGES/spirals and IMAGES/ellipticals folders")
+    p.add_argument("--mapping", help="GZ2 gz2_filename_mapping.csv (objid,sample,asset_id): "
+                   "images are IMAGES/<asset_id>.jpg; without it, IMAGES/<OBJID>.jpeg|jpg|png")
+    p.add_argument("--images", required=True, help="folder holding the image files")
+    p.add_argument("--out", required=True, help="output folder for tables, splits and cache")
+    p.add_argument("--threshold", type=float, default=defaults.prob_threshold,
+                   help="debiased vote fraction needed to keep a GZ1 galaxy")
+    p.add_argument("--use-flags", action="store_true",
+                   help="GZ1 table: use its UNCERTAIN/SPIRAL/ELLIPTICAL flags, not --threshold")
+    p.add_argument("--splits", type=int, default=1, help="number of independent splits")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of split 0 (split k uses seed+k)")
+    p.add_argument("--val", type=float, default=defaults.val_fraction, help="validation fraction")
+    p.add_argument("--test", type=float, default=defaults.test_fraction, help="test fraction")
+    p.add_argument("--crop", type=float, default=defaults.crop_fraction,
+                   help="centre crop (fraction of the cutout side) for the cache")
+    p.add_argument("--image-size", type=int, default=defaults.image_size, help="cache image size")
+    p.add_argument("--export", action="store_true",
+                   help="also link/copy the kept images into OUT/spirals and OUT/ellipticals")
+    p.add_argument("--no-cache", action="store_true", help="skip building the cache")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", formatter_class=fmt, help="train a classifier on a prepared folder",
+                       description="Train a ResNet on a folder written by 'galaxy prepare'. A "
+                       "checkpoint is saved after every epoch; Ctrl-C stops cleanly and --resume "
+                       "continues. The finished model (weights, calibration, report) is written "
+                       "to OUT/model.")
+    p.add_argument("--data", default="data/gz1", help="prepared folder")
+    p.add_argument("--out", required=True, help="run folder (e.g. runs/my_run)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    p.add_argument("--arch", choices=("resnet18", "resnet34", "resnet50"),
+                   help=f"network (default {defaults.arch})")
+    p.add_argument("--weights", help="'imagenet' (needs internet) or a local state-dict file "
+                   "(.safetensors; .pth read with weights_only=True); default: from scratch")
+    p.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    p.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {defaults.lr})")
+    p.add_argument("--image-size", type=int, help=f"input pixels (default {defaults.image_size})")
+    p.add_argument("--crop", type=float, help=f"centre crop fraction (default {defaults.crop_fraction})")
+    p.add_argument("--patience", type=int, help=f"early-stopping patience (default {defaults.patience})")
+    p.add_argument("--balance", choices=("weights", "sampler", "none"),
+                   help=f"class-imbalance handling (default {defaults.balance})")
+    p.add_argument("--max-train-images", type=int, help="use at most N training images (quick runs)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs with "
+                   "native bf16; about 15x slower on AVX2-only CPUs)")
+    p.add_argument("--no-tta", action="store_true", help="no rotation/flip averaging at test time")
+    p.add_argument("--split", type=int, default=0, help="which prepared split to train on")
+    p.add_argument("--splits", type=int, default=1,
+                   help="train and evaluate on splits 0..K-1 (OUT/split_k) and report mean ± std")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", formatter_class=fmt, help="metrics, calibration and report",
+                       description="Evaluate a model folder on a prepared split: accuracy, "
+                       "macro-F1, per-class precision/recall, confusion matrix, ROC AUC, ECE "
+                       "before/after temperature scaling; writes report.json and PNG plots.")
+    p.add_argument("--model", help=f"model folder (default: shipped model {SHIPPED_MODEL_DIR})")
+    p.add_argument("--data", default="data/gz1", help="prepared folder")
+    p.add_argument("--split", type=int, default=0, help="split number")
+    p.add_argument("--part", choices=("train", "val", "test"), default="test")
+    p.add_argument("--out", help="report folder (default MODEL/report_PART)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", formatter_class=fmt, help="classify image files or folders",
+                       description="Classify images (JPEG, PNG, TIFF, FITS, ...; folders are "
+                       "searched). Writes CSV: path,label,p_spiral,p_elliptical,ood_score,"
+                       "survey_matched,error. Exit 0 if all inputs were classified, 1 if some "
+                       "could not be (see 'error'), 2 for bad usage.")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--model", help=f"model folder (default: shipped model {SHIPPED_MODEL_DIR})")
+    p.add_argument("--output", "-o", help="CSV file to write (default: stdout)")
+    p.add_argument("--survey-match", choices=("auto", "on", "off"), default="auto",
+                   help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "
+                   "only for images that are not SDSS-like cutouts")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GalaxyError as exc:
+        print(f"galaxy {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"galaxy {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, ValueError) as exc:
+        print(f"galaxy {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser"]

@@ -1,0 +1,89 @@
+"""One place for every tunable setting, so runs are reproducible from a single record.
+
+The same dataclass is written into each model's ``model.json`` and each run's folder, which is
+how a model card can say exactly how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLASSES: tuple[str, str] = ("elliptical", "spiral")
+"""Class order used everywhere: index 0 is elliptical, index 1 is spiral."""
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL_DIR = PROJECT_ROOT / "models" / "resnet50_gz1"
+
+
+def default_data_root() -> Path:
+    """Where the real data lives: ``$GALAXY_DATA`` if set, else ``../shared/data`` beside the repo."""
+    env = os.environ.get("GALAXY_DATA")
+    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
+
+
+@dataclass
+class Config:
+    """Everything that decides what data a model sees and how it is trained."""
+
+    # --- selection -------------------------------------------------------------------------
+    prob_threshold: float = 0.8
+    """Debiased vote fraction a galaxy needs to count as confidently spiral or elliptical."""
+
+    # --- splits ----------------------------------------------------------------------------
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    # --- preprocessing (also stored with the model: prediction must repeat it exactly) -----
+    crop_fraction: float = 0.4
+    """Side of the centre crop as a fraction of the cutout. SDSS cutouts put the galaxy in the
+    middle with a wide sky border; cropping before resizing keeps more pixels on the galaxy."""
+    image_size: int = 96
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    # --- model -----------------------------------------------------------------------------
+    arch: str = "resnet50"
+    weights: str | None = None
+    """None (from scratch), ``imagenet`` (torchvision download, online only) or a local path."""
+
+    # --- training --------------------------------------------------------------------------
+    epochs: int = 16
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.05
+    patience: int = 6
+    """Early stopping: epochs without a better validation loss before training stops."""
+    balance: str = "weights"
+    """How class imbalance is handled: ``weights`` (loss weights), ``sampler`` or ``none``."""
+    channels_last: bool = True
+    bf16: bool = False
+    threads: int = 0
+    """Torch intra-op threads; 0 means all cores."""
+    max_train_images: int = 0
+    """Cap on training images (0 = all): for quick experiments and tests."""
+    tta: bool = True
+    """Average predictions over the 8 rotations/flips of the image (galaxies have no 'up')."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build from a stored record, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, calibration, saved reports and the figures drawn from them."""

@@ -1,0 +1,44 @@
+"""Evaluate a saved model on a prepared split, and summarise several splits.
+
+The model's own preprocessing settings (crop, size) decide which cache is read, so a model is
+always evaluated on images prepared exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaxy_core.data.cache import load_part
+from galaxy_core.data.prepared import PreparedData
+from galaxy_core.evaluate.metrics import aggregate
+from galaxy_core.evaluate.report import build_report, write_report
+from galaxy_core.model.store import LoadedModel
+from galaxy_core.predict.inference import predict_logits
+
+
+def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
+                   part: str = "test", out: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Report (metrics, calibration, examples) of ``loaded`` on one part of one split."""
+    cfg = loaded.config
+    data = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part)
+    logits = predict_logits(loaded.model, data.images, cfg.mean, cfg.std, tta=cfg.tta,
+                            channels_last=cfg.channels_last, progress=progress)
+    bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)
+    report = build_report(logits, data.labels, data.table["objid"].astype(str).tolist(),
+                          data.table["image"].astype(str).tolist(), loaded.temperature, bias)
+    report.update(split=split, part=part, image_dir=str(prepared.image_dir),
+                  model=str(loaded.path))
+    if out is not None:
+        write_report(out, report)
+    return report
+
+
+def summarise_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation of the headline metrics over splits (calibrated)."""
+    rows = [{**r["calibrated"]["metrics"], "ece": r["calibrated"]["ece"]} for r in reports]
+    return aggregate(rows)

@@ -1,0 +1,121 @@
+"""Classification metrics as plain JSON-ready dicts, so a report can be stored, reloaded and
+drawn by the dashboard without any numpy objects leaking through."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from galaxy_core.config import CLASSES
+
+POSITIVE = 1
+"""Index of the class ROC curves treat as positive (spiral)."""
+
+
+def _check(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shape checks up front: a mismatched array otherwise fails deep inside sklearn with a
+    message that does not say which argument was wrong."""
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 2 or p.shape[1] != n_classes:
+        raise ValueError(f"probs must have shape (N, {n_classes}), got {p.shape}")
+    if len(y) != len(p):
+        raise ValueError(f"{len(y)} labels but {len(p)} rows of probabilities")
+    if len(y) == 0:
+        raise ValueError("cannot compute metrics on an empty set")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    return y, p
+
+
+def _brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Binary Brier score on the positive class for two classes (the usual 0..1 scale);
+    for more classes the mean over samples of the summed squared error."""
+    if p.shape[1] == 2:
+        return float(skm.brier_score_loss(y == POSITIVE, p[:, POSITIVE]))
+    onehot = np.eye(p.shape[1])[y]
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """sklearn's balanced accuracy (mean recall over the classes present in ``y``), without its
+    warning when a class is predicted but absent: that is expected on tiny evaluation sets."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(skm.balanced_accuracy_score(y, pred))
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray,
+                           classes: Sequence[str] = CLASSES) -> dict[str, Any]:
+    """Every headline number for one set of predictions; the predicted class is the argmax.
+
+    Returns n, accuracy, balanced_accuracy, macro_f1, per_class {name: precision, recall, f1,
+    support}, confusion_matrix (rows true, columns predicted), roc_auc (None when only one class
+    is present, where it is undefined), log_loss and brier.
+    """
+    n_classes = len(classes)
+    y, p = _check(y_true, probs, n_classes)
+    labels = list(range(n_classes))
+    pred = p.argmax(axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, pred, labels=labels, zero_division=0)
+    cm = skm.confusion_matrix(y, pred, labels=labels)
+    roc_auc: float | None = None
+    if n_classes == 2 and len(np.unique(y)) == 2:
+        roc_auc = float(skm.roc_auc_score(y == POSITIVE, p[:, POSITIVE]))
+    # Clip before the log loss: a hard 0 on the true class would give infinity, not JSON.
+    clipped = np.clip(p, 1e-15, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": _balanced_accuracy(y, pred),
+        "macro_f1": float(skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                   "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": cm.astype(int).tolist(),
+        "roc_auc": roc_auc,
+        "log_loss": float(skm.log_loss(y, clipped, labels=labels)),
+        "brier": _brier(y, p),
+    }
+
+
+def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
+                     max_points: int = 200) -> dict[str, list[float]]:
+    """ROC points for the spiral class, thinned to at most ``max_points`` so a report with
+    thousands of galaxies stays small; the end points are always kept. The first threshold,
+    which sklearn sets to infinity (nothing predicted positive), is stored as 1.0 so the result
+    is valid JSON. Empty lists when only one class is present."""
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(probs, dtype=float)
+    if len(np.unique(y)) < 2:
+        return {"fpr": [], "tpr": [], "thresholds": []}
+    fpr, tpr, thresholds = skm.roc_curve(y == POSITIVE, p[:, POSITIVE])
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max(max_points, 2)).round().astype(int))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+    thresholds = np.minimum(thresholds, 1.0)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def aggregate(metric_dicts: list[dict[str, Any]],
+              keys: Iterable[str] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc",
+                                     "ece")) -> dict[str, dict[str, Any]]:
+    """Mean and sample standard deviation of each metric across splits, so a result is quoted
+    with its spread rather than from one lucky split. Missing or None values are skipped, and a
+    key with no values at all is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        values = [float(d[key]) for d in metric_dicts if d.get(key) is not None]
+        if not values:
+            continue
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
+    return out

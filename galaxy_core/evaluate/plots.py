@@ -1,0 +1,137 @@
+"""Plotly figures for the dashboard, built only from the plain dicts stored in reports and
+training logs, so any saved run can be redrawn without loading a model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def confusion_matrix_figure(cm: list[list[int]], classes: Sequence[str],
+                            normalise: bool = False) -> go.Figure:
+    """Annotated heatmap, rows true and columns predicted. ``normalise`` divides each row by
+    its total (i.e. shows recall per class), which matters when classes are imbalanced; the
+    raw counts stay in the cell text either way."""
+    counts = np.asarray(cm, dtype=float)
+    if normalise:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        text = [[f"{v:.1%}<br>({int(c)})" for v, c in zip(vr, cr)]
+                for vr, cr in zip(values, counts)]
+    else:
+        values = counts
+        text = [[str(int(c)) for c in row] for row in counts]
+    fig = go.Figure(go.Heatmap(z=values, x=list(classes), y=list(classes), text=text,
+                               texttemplate="%{text}", colorscale="Blues", showscale=False,
+                               hovertemplate="True %{y}<br>Predicted %{x}<br>%{text}"
+                                             "<extra></extra>"))
+    fig.update_layout(xaxis_title="Predicted", yaxis_title="True",
+                      yaxis_autorange="reversed", margin=dict(t=30, l=10, r=10, b=10))
+    return fig
+
+
+def _bin_points(bins: dict[str, Any]) -> tuple[list[float], list[float], list[int]]:
+    """Non-empty bins only: an empty bin has no accuracy to draw."""
+    rows = [(c, a, n) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"])
+            if c is not None and a is not None]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def reliability_figure(before: dict[str, Any], after: dict[str, Any], ece_before: float,
+                       ece_after: float) -> go.Figure:
+    """Reliability diagram before and after temperature scaling, with the diagonal that a
+    perfectly calibrated model would follow; ECE is in each legend entry."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect calibration",
+                             line=dict(dash="dash", color="grey")))
+    for bins, name, ece in ((before, "Before", ece_before), (after, "After", ece_after)):
+        xs, ys, ns = _bin_points(bins)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{name} (ECE {ece:.3f})",
+                                 customdata=ns,
+                                 hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}"
+                                               "<br>%{customdata} galaxies<extra></extra>"))
+    fig.update_layout(xaxis_title="Confidence", yaxis_title="Accuracy",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    return fig
+
+
+def roc_figure(roc: dict[str, list[float]], auc: float | None) -> go.Figure:
+    """ROC curve of the positive class with the chance line."""
+    label = f"ROC (AUC {auc:.3f})" if auc is not None else "ROC (AUC undefined)"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Chance",
+                             line=dict(dash="dash", color="grey")))
+    fig.add_trace(go.Scatter(x=roc.get("fpr", []), y=roc.get("tpr", []), mode="lines",
+                             name=label, customdata=roc.get("thresholds", []),
+                             hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold "
+                                           "%{customdata:.3f}<extra></extra>"))
+    fig.update_layout(xaxis_title="False positive rate", yaxis_title="True positive rate",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    return fig
+
+
+_LOSS_KEYS = (("train_loss", "Train loss"), ("val_loss", "Validation loss"))
+_SCORE_KEYS = (("val_accuracy", "Validation accuracy"), ("val_macro_f1", "Validation macro F1"))
+
+
+def training_curves_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Loss (left) and validation accuracy / macro F1 (right) per epoch. A series no row has is
+    left out, so a partial log from a run still in progress draws what it can."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy / F1"))
+    for col, keys in ((1, _LOSS_KEYS), (2, _SCORE_KEYS)):
+        for key, name in keys:
+            points = [(r["epoch"], r[key]) for r in rows
+                      if r.get(key) is not None and r.get("epoch") is not None]
+            if not points:
+                continue
+            fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                     mode="lines+markers", name=name), row=1, col=col)
+    fig.update_xaxes(title_text="Epoch")
+    return fig
+
+
+def probability_figure(probs: dict[str, float]) -> go.Figure:
+    """Horizontal bars of one galaxy's class probabilities, fixed to 0..1 so bars from
+    different galaxies compare by eye."""
+    names = list(probs)
+    values = [float(probs[n]) for n in names]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h",
+                           text=[f"{v:.1%}" for v in values], textposition="auto"))
+    fig.update_layout(xaxis_range=[0, 1], xaxis_title="Probability", height=200,
+                      margin=dict(t=10, l=10, r=10, b=10))
+    return fig
+
+
+def splits_figure(aggregate: dict[str, dict[str, Any]]) -> go.Figure:
+    """Mean ± standard deviation of each metric across splits (from ``metrics.aggregate``)."""
+    names = list(aggregate)
+    fig = go.Figure(go.Bar(
+        x=names, y=[aggregate[n]["mean"] for n in names],
+        error_y=dict(type="data", array=[aggregate[n]["std"] for n in names], visible=True),
+        text=[f"{aggregate[n]['mean']:.3f} ± {aggregate[n]['std']:.3f}" for n in names],
+        textposition="outside"))
+    fig.update_layout(yaxis_title="Mean across splits", yaxis_range=[0, 1.1])
+    return fig
+
+
+def funnel_figure(summary: dict[str, Any]) -> go.Figure:
+    """How the catalogue shrinks to the training set: rows read, then what remains after each
+    reason for dropping, then the kept galaxies with their per-class counts."""
+    remaining = int(summary["rows_read"])
+    stages, values = ["Catalogue rows"], [remaining]
+    for reason, dropped in summary.get("dropped", {}).items():
+        remaining -= int(dropped)
+        stages.append(f"After removing {reason} ({int(dropped)})")
+        values.append(remaining)
+    kept = summary.get("kept_per_class", {})
+    if kept:
+        detail = ", ".join(f"{n} {int(c)}" for n, c in kept.items())
+        stages.append(f"Kept: {detail}")
+        values.append(int(sum(int(c) for c in kept.values())))
+    fig = go.Figure(go.Funnel(y=stages, x=values, textinfo="value+percent initial"))
+    fig.update_layout(margin=dict(t=10, l=10, r=10, b=10))
+    return fig

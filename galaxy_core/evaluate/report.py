@@ -1,0 +1,185 @@
+"""The evaluation report of one model on one split part: metrics before and after temperature
+scaling, the curves behind them and example galaxies, stored as ``report.json`` plus PNG plots
+so it can be read without this code (the PNGs) or redrawn by the dashboard (the JSON)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaxy_core.config import CLASSES
+from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.calibration import (expected_calibration_error, reliability_bins,
+                                              softmax)
+from galaxy_core.evaluate.metrics import POSITIVE, classification_metrics, roc_curve_points
+from galaxy_core.io_utils import atomic_write, read_json, write_json
+
+REPORT_FILE = "report.json"
+PLOT_FILES = ("confusion_matrix.png", "reliability.png", "roc.png")
+
+
+def _probability_block(probs: np.ndarray, labels: np.ndarray,
+                       classes: Sequence[str]) -> dict[str, Any]:
+    return {"metrics": classification_metrics(labels, probs, classes),
+            "ece": expected_calibration_error(probs, labels),
+            "reliability": reliability_bins(probs, labels)}
+
+
+def _example(i: int, probs: np.ndarray, labels: np.ndarray, ids: Sequence[str],
+             images: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    pred = int(probs[i].argmax())
+    item: dict[str, Any] = {"objid": str(ids[i]), "image": str(images[i]),
+                            "true": classes[int(labels[i])], "predicted": classes[pred]}
+    for c, name in enumerate(classes):
+        item[f"p_{name}"] = float(probs[i, c])
+    item["confidence"] = float(probs[i, pred])
+    return item
+
+
+def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images: list[str],
+                 temperature: float, logit_bias: np.ndarray | None = None,
+                 classes: Sequence[str] = CLASSES, n_examples: int = 24) -> dict[str, Any]:
+    """Everything the model card and dashboard show about one evaluation set.
+
+    ``logit_bias`` is added first because it undoes class-weighted training (a prior shift);
+    ``temperature`` is applied after it, as it was fitted on bias-corrected logits. Example
+    lists and per-galaxy predictions use the calibrated probabilities, which are what users see.
+    """
+    z = np.asarray(logits, dtype=float)
+    y = np.asarray(labels).astype(int).ravel()
+    n_classes = len(classes)
+    if z.ndim != 2 or z.shape[1] != n_classes:
+        raise ValueError(f"logits must have shape (N, {n_classes}), got {z.shape}")
+    if not len(z) == len(y) == len(ids) == len(images):
+        raise ValueError(f"lengths differ: {len(z)} logits, {len(y)} labels, {len(ids)} ids, "
+                         f"{len(images)} images")
+    bias = np.zeros(n_classes) if logit_bias is None else np.asarray(logit_bias, dtype=float)
+    if bias.shape != (n_classes,):
+        raise ValueError(f"logit_bias must have shape ({n_classes},), got {bias.shape}")
+    shifted = z + bias
+    raw = softmax(shifted)
+    cal = softmax(shifted, temperature)
+
+    pred = cal.argmax(axis=1)
+    confidence = cal.max(axis=1)
+    wrong = np.flatnonzero(pred != y)
+    right = np.flatnonzero(pred == y)
+    # Stable sorts keep input order among ties, so reports are reproducible.
+    failures = wrong[np.argsort(-confidence[wrong], kind="stable")][:n_examples]
+    uncertain = right[np.argsort(confidence[right], kind="stable")][:n_examples]
+    positive = f"p_{classes[POSITIVE]}"
+
+    return {
+        "classes": list(classes),
+        "n": int(len(y)),
+        "temperature": float(temperature),
+        "logit_bias": [float(b) for b in bias],
+        "uncalibrated": _probability_block(raw, y, classes),
+        "calibrated": _probability_block(cal, y, classes),
+        "roc": roc_curve_points(y, cal),
+        "confident_failures": [_example(int(i), cal, y, ids, images, classes) for i in failures],
+        "uncertain_successes": [_example(int(i), cal, y, ids, images, classes)
+                                for i in uncertain],
+        "predictions": [{"objid": str(ids[i]), "image": str(images[i]),
+                         "true": classes[int(y[i])], "predicted": classes[int(pred[i])],
+                         positive: float(cal[i, POSITIVE])} for i in range(len(y))],
+    }
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Render to memory first so the atomic write never leaves a half-written PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def _confusion_png(report: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(report["calibrated"]["metrics"]["confusion_matrix"])
+    classes = report["classes"]
+    fig = Figure(figsize=(4.2, 3.6))
+    ax = fig.add_subplot()
+    ax.imshow(cm, cmap="Blues")
+    threshold = cm.max() / 2 if cm.size else 0
+    for (r, c), value in np.ndenumerate(cm):
+        ax.text(c, r, str(value), ha="center", va="center",
+                color="white" if value > threshold else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.set_title("Confusion matrix (calibrated)")
+    _save_figure(fig, path)
+
+
+def _reliability_png(report: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="Perfect calibration")
+    for key, label, marker in (("uncalibrated", "Before", "o"), ("calibrated", "After", "s")):
+        bins = report[key]["reliability"]
+        points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+        xs, ys = zip(*points) if points else ((), ())
+        ax.plot(xs, ys, marker=marker, label=f"{label} (ECE {report[key]['ece']:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Confidence")
+    ax.set_ylabel("Accuracy")
+    ax.set_title(f"Reliability (T = {report['temperature']:.2f})")
+    ax.legend(loc="upper left", fontsize="small")
+    _save_figure(fig, path)
+
+
+def _roc_png(report: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="Chance")
+    auc = report["calibrated"]["metrics"]["roc_auc"]
+    label = f"AUC {auc:.3f}" if auc is not None else "AUC undefined"
+    ax.plot(report["roc"]["fpr"], report["roc"]["tpr"], label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.set_title(f"ROC ({report['classes'][POSITIVE]} positive)")
+    ax.legend(loc="lower right", fontsize="small")
+    _save_figure(fig, path)
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    """Write ``report.json`` and the three PNG plots into ``folder``.
+
+    Uses matplotlib's object API (Figure with the Agg canvas) rather than pyplot: no display is
+    needed, no global backend is switched for the caller, and nothing accumulates in pyplot's
+    figure registry inside a long-running app.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / REPORT_FILE, report)
+    _confusion_png(report, folder / PLOT_FILES[0])
+    _reliability_png(report, folder / PLOT_FILES[1])
+    _roc_png(report, folder / PLOT_FILES[2])
+
+
+def load_report(folder: Path) -> dict[str, Any] | None:
+    """The stored report, or None when the folder has none (e.g. a model without one)."""
+    path = Path(folder) / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GalaxyError(f"Evaluation report {path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise GalaxyError(f"Evaluation report {path} is not a JSON object.")
+    return data

@@ -1,0 +1,148 @@
+"""Classify images with a saved model: the one path shared by ``galaxy predict``, the dashboard
+and the evaluation of foreign images.
+
+Each input goes: bytes -> loader (format from content) -> optional survey matching -> the
+model's own crop and resize -> rotation-averaged logits -> prior correction and temperature ->
+calibrated probabilities, plus an out-of-distribution score. A file that fails at any step gets
+an error message instead of a label; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from galaxy_core.data.imageio import read_image
+from galaxy_core.data.preprocess import crop_and_resize
+from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.calibration import softmax
+from galaxy_core.model.store import LoadedModel
+from galaxy_core.predict.inference import predict_logits
+from galaxy_core.predict.ood import WARN_AT, load_ood, ood_scores, penultimate_features
+from galaxy_core.predict.survey_match import prepare_for_model
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".fits", ".fit", ".fts", ".bmp",
+                  ".gif", ".webp")
+
+
+@dataclass
+class Prediction:
+    """One input's outcome; ``error`` is empty when it was classified."""
+
+    source: str
+    label: str = ""
+    p_spiral: float | None = None
+    p_elliptical: float | None = None
+    ood_score: float | None = None
+    survey_matched: bool = False
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    model_input: np.ndarray | None = field(default=None, repr=False)
+    """The uint8 image exactly as the model saw it (after matching, crop and resize)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def unusual(self) -> bool:
+        return self.ood_score is not None and self.ood_score > WARN_AT
+
+    def row(self) -> dict[str, object]:
+        """The CSV row documented for ``galaxy predict``."""
+        fmt = (lambda v: "" if v is None else f"{v:.4f}")
+        return {"path": self.source, "label": self.label, "p_spiral": fmt(self.p_spiral),
+                "p_elliptical": fmt(self.p_elliptical), "ood_score": fmt(self.ood_score),
+                "survey_matched": int(self.survey_matched) if self.ok else "",
+                "error": self.error}
+
+
+def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
+    """The uint8 array the model sees for a loaded RGB image, and whether it was survey-matched."""
+    matched_image, matched = prepare_for_model(image, survey)
+    cfg = loaded.config
+    return crop_and_resize(matched_image, cfg.crop_fraction, cfg.image_size), matched
+
+
+def calibrated(loaded: LoadedModel, logits: np.ndarray) -> np.ndarray:
+    """Probabilities after the stored prior correction and temperature."""
+    bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)
+    return softmax(logits + bias, loaded.temperature)
+
+
+def classify_arrays(loaded: LoadedModel, arrays: np.ndarray,
+                    progress: Callable[[int, int], None] | None = None,
+                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Calibrated probabilities (N, C) and OOD scores (N,) for model-ready uint8 arrays."""
+    cfg = loaded.config
+    logits = predict_logits(loaded.model, arrays, cfg.mean, cfg.std, tta=cfg.tta,
+                            batch_size=batch_size, channels_last=cfg.channels_last,
+                            progress=progress)
+    state = loaded.ood.get("_state") if isinstance(loaded.ood, dict) else None
+    if state is None:
+        state = load_ood(loaded.path)
+        if isinstance(loaded.ood, dict):
+            loaded.ood["_state"] = state
+    scores = None
+    if state is not None and len(arrays):
+        scores = ood_scores(penultimate_features(loaded.model, arrays, cfg), state)
+    return calibrated(loaded, logits), scores
+
+
+def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[str, bytes]],
+                     survey: str = "auto", batch_size: int = 32,
+                     progress: Callable[[int, int], None] | None = None,
+                     keep_inputs: bool = False) -> list[Prediction]:
+    """Classify files (paths) or uploads (``(name, bytes)``), in batches, never raising per file."""
+    items = list(sources)
+    results: list[Prediction] = []
+    done = 0
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        preds: list[Prediction] = []
+        arrays: list[np.ndarray] = []
+        for item in chunk:
+            name, data = (item if isinstance(item, tuple) else (str(item), Path(item)))
+            pred = Prediction(source=name)
+            try:
+                loaded_image = read_image(data)
+                pred.notes = list(loaded_image.notes)
+                arr, pred.survey_matched = model_input(loaded, loaded_image.image, survey)
+                pred.model_input = arr
+                arrays.append(arr)
+            except GalaxyError as exc:
+                pred.error = str(exc)
+            preds.append(pred)
+        ok = [p for p in preds if p.model_input is not None]
+        if ok:
+            probs, scores = classify_arrays(loaded, np.stack(arrays), batch_size=batch_size)
+            spiral, elliptical = loaded.classes.index("spiral"), loaded.classes.index("elliptical")
+            for i, pred in enumerate(ok):
+                pred.p_spiral = float(probs[i, spiral])
+                pred.p_elliptical = float(probs[i, elliptical])
+                pred.label = loaded.classes[int(probs[i].argmax())]
+                pred.ood_score = None if scores is None else float(scores[i])
+                if not keep_inputs:
+                    pred.model_input = None
+        results.extend(preds)
+        done += len(chunk)
+        if progress:
+            progress(done, len(items))
+    return results
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders expanded to the image files inside them (sorted, recursive)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*")
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,95 @@
+"""Out-of-distribution score: how unlike the training galaxies an input looks to the network.
+
+A two-class softmax is confident about anything, noise included, so confidence cannot warn a
+user. Instead we measure the Mahalanobis distance of the penultimate-layer features to the
+nearest class centre (Lee et al. 2018), in a 64-dimensional PCA space fitted on the training
+split. The score is that distance divided by the 99th percentile of validation-galaxy distances:
+about 1 or below is "looks like the training data", clearly above 1 is a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save
+from torch import nn
+
+from galaxy_core.config import Config
+from galaxy_core.data.tensors import to_tensor
+from galaxy_core.io_utils import atomic_write
+
+OOD_FILE = "ood.safetensors"
+N_COMPONENTS = 64
+WARN_AT = 1.0
+"""Scores above this (the 99th percentile of validation galaxies) get a warning."""
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, images: np.ndarray, config: Config,
+                         batch_size: int = 64) -> np.ndarray:
+    """Pooled features that feed the final linear layer, (N, D)."""
+    captured: list[torch.Tensor] = []
+    handle = model.fc.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float()))
+    try:
+        model.eval()
+        for start in range(0, len(images), batch_size):
+            model(to_tensor(images[start:start + batch_size], config.mean, config.std,
+                            config.channels_last))
+    finally:
+        handle.remove()
+    return torch.cat(captured).numpy() if captured else np.zeros((0, model.fc.in_features))
+
+
+def _distances(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    z = (features - state["pca_mean"]) @ state["pca_components"].T
+    best = None
+    for centre in state["class_means"]:
+        d = z - centre
+        dist = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, state["precision"], d), 0))
+        best = dist if best is None else np.minimum(best, dist)
+    return best
+
+
+def fit_ood(model: nn.Module, train_part: Any, val_part: Any,
+            config: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the PCA, class centres and shared covariance on train; scale by validation."""
+    from sklearn.covariance import LedoitWolf
+    from sklearn.decomposition import PCA
+
+    feats = penultimate_features(model, train_part.images, config)
+    n_comp = int(min(N_COMPONENTS, feats.shape[1], max(1, len(feats) - 1)))
+    pca = PCA(n_components=n_comp, random_state=0).fit(feats)
+    z = pca.transform(feats)
+    labels = np.asarray(train_part.labels)
+    present = sorted(set(labels.tolist()))
+    means = np.stack([z[labels == c].mean(0) for c in present])
+    centred = np.concatenate([z[labels == c] - means[i] for i, c in enumerate(present)])
+    precision = LedoitWolf().fit(centred).precision_
+    state = {"pca_mean": pca.mean_.astype(np.float32),
+             "pca_components": pca.components_.astype(np.float32),
+             "class_means": means.astype(np.float32), "precision": precision.astype(np.float32)}
+    val_dist = _distances(penultimate_features(model, val_part.images, config), state)
+    scale = float(np.percentile(val_dist, 99)) if len(val_dist) else 1.0
+    state["scale"] = np.array([scale], dtype=np.float32)
+    meta = {"method": "mahalanobis-pca", "components": n_comp, "scale": scale,
+            "warn_at": WARN_AT,
+            "val_score_percentiles": {str(p): float(np.percentile(val_dist / scale, p))
+                                      for p in (50, 90, 99)} if len(val_dist) else {}}
+    return state, meta
+
+
+def ood_scores(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    """Distance to the nearest class centre in units of the validation 99th percentile."""
+    return _distances(features, state) / float(state["scale"][0])
+
+
+def save_ood(folder: Path, state: dict[str, np.ndarray]) -> None:
+    atomic_write(Path(folder) / OOD_FILE, lambda f: f.write(save(state)))
+
+
+def load_ood(folder: Path) -> dict[str, np.ndarray] | None:
+    path = Path(folder) / OOD_FILE
+    return load_file(str(path)) if path.is_file() else None

@@ -1,0 +1,103 @@
+"""Metrics against values worked out by hand and against direct scikit-learn calls."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from galaxy_core.evaluate.metrics import aggregate, classification_metrics, roc_curve_points
+
+# Five galaxies; argmax predictions are 0, 0, 1, 1, 0 against truth 0, 0, 0, 1, 1.
+Y = np.array([0, 0, 0, 1, 1])
+P = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45]])
+
+
+def test_hand_computed_values() -> None:
+    m = classification_metrics(Y, P)
+    assert m["n"] == 5
+    assert m["confusion_matrix"] == [[2, 1], [1, 1]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    # recall elliptical 2/3, spiral 1/2
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["per_class"]["elliptical"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert m["per_class"]["spiral"] == pytest.approx(
+        {"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # Spiral scores 0.8, 0.45 vs elliptical 0.1, 0.4, 0.7: 5 of 6 pairs ranked right.
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    expected_nll = -np.mean(np.log([0.9, 0.6, 0.3, 0.8, 0.45]))
+    assert m["log_loss"] == pytest.approx(expected_nll)
+    assert m["brier"] == pytest.approx((0.01 + 0.16 + 0.49 + 0.04 + 0.3025) / 5)
+
+
+def test_agrees_with_sklearn_on_random_data() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    p1 = np.clip(0.3 * y + rng.uniform(0, 0.7, 300), 0.01, 0.99)
+    probs = np.column_stack([1 - p1, p1])
+    m = classification_metrics(y, probs)
+    pred = probs.argmax(1)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m["per_class"]["spiral"]["f1"] == pytest.approx(f1_score(y, pred))
+    assert m["log_loss"] == pytest.approx(log_loss(y, probs))
+    assert sum(sum(row) for row in m["confusion_matrix"]) == 300
+
+
+def test_single_class_gives_no_auc_and_valid_json() -> None:
+    y = np.zeros(4, dtype=int)
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0], [0.7, 0.3]])
+    m = classification_metrics(y, probs)
+    assert m["roc_auc"] is None
+    assert m["confusion_matrix"] == [[3, 1], [0, 0]]
+    assert m["per_class"]["spiral"]["precision"] == 0.0
+    assert m["balanced_accuracy"] == pytest.approx(3 / 4)
+    json.dumps(m, allow_nan=False)  # raises on NaN/inf or numpy types
+    assert math.isfinite(m["log_loss"])
+
+
+def test_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError):
+        classification_metrics(Y[:4], P)
+    with pytest.raises(ValueError):
+        classification_metrics(Y, P[:, :1])
+    with pytest.raises(ValueError):
+        classification_metrics(np.array([0, 2, 1, 0, 1]), P)
+
+
+def test_roc_points_thinned_and_json_safe() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    p1 = rng.uniform(size=5000)
+    roc = roc_curve_points(y, np.column_stack([1 - p1, p1]), max_points=50)
+    assert 2 <= len(roc["fpr"]) <= 50
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"])
+    assert (roc["fpr"][0], roc["tpr"][0]) == (0.0, 0.0)
+    assert (roc["fpr"][-1], roc["tpr"][-1]) == (1.0, 1.0)
+    assert np.all(np.diff(roc["fpr"]) >= 0)
+    assert max(roc["thresholds"]) <= 1.0
+    json.dumps(roc, allow_nan=False)
+
+
+def test_roc_points_small_input_unthinned_and_single_class_empty() -> None:
+    roc = roc_curve_points(Y, P)
+    assert roc["fpr"][-1] == 1.0 and roc["tpr"][-1] == 1.0
+    assert roc_curve_points(np.ones(3, dtype=int), P[:3]) == {"fpr": [], "tpr": [],
+                                                                "thresholds": []}
+
+
+def test_aggregate_mean_std_and_missing_keys() -> None:
+    dicts = [{"accuracy": 0.8, "roc_auc": 0.9}, {"accuracy": 0.9, "roc_auc": None},
+             {"accuracy": 1.0}]
+    agg = aggregate(dicts)
+    assert agg["accuracy"]["mean"] == pytest.approx(0.9)
+    assert agg["accuracy"]["std"] == pytest.approx(0.1)  # sample std of 0.8, 0.9, 1.0
+    assert agg["accuracy"]["values"] == [0.8, 0.9, 1.0]
+    assert agg["roc_auc"] == {"mean": 0.9, "std": 0.0, "values": [0.9]}
+    assert "macro_f1" not in agg and "ece" not in agg
+    assert set(aggregate(dicts, keys=("accuracy",))) == {"accuracy"}
