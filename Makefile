@@ -15,8 +15,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+DATA ?= ../shared/data
+
+# The dashboard: prepares data/gz1 from $(DATA) once (when that data is present), then starts.
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py
+	@if [ ! -f data/gz1/summary.json ] && [ -f $(DATA)/gz1_sdss/gz1_classes.csv ]; then \
+	    $(VENV)/bin/galaxy prepare --labels $(DATA)/gz1_sdss/gz1_classes.csv \
+	        --images $(DATA)/gz1_sdss/images --out data/gz1 --splits 3; fi
+	GALAXY_DATA=$(abspath $(DATA)) $(VENV)/bin/streamlit run app.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -28,8 +34,8 @@ test-browser: $(STAMP)
 	$(PY) -m pytest -q -m browser
 
 prepare: $(STAMP)
-	$(VENV)/bin/galaxy prepare --labels ../shared/data/gz1_sdss/gz1_classes.csv \
-	    --images ../shared/data/gz1_sdss/images --out data/gz1 --splits 3
+	$(VENV)/bin/galaxy prepare --labels $(DATA)/gz1_sdss/gz1_classes.csv \
+	    --images $(DATA)/gz1_sdss/images --out data/gz1 --splits 3
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_train_infer.py

@@ -123,3 +123,12 @@ def test_cli_prepare_ok(gz1_fixture, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "kept 10 elliptical, 11 spiral" in out
+
+
+def test_image_names_cannot_escape_the_image_folder(gz1_fixture, tmp_path):
+    req = PrepareRequest(images=gz1_fixture["images_gz1"], out=tmp_path / "out",
+                         labels=gz1_fixture["leaf"], build_cache=False)
+    prepared = prepare(req, CONFIG)
+    assert prepared.image_path(prepared.table["image"].iloc[0]).is_file()
+    with pytest.raises(DataNotFoundError, match="outside"):
+        prepared.image_path("../../../etc/passwd")

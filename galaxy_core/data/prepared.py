@@ -33,7 +33,11 @@ class PreparedData:
         return len(split_columns(self.table))
 
     def image_path(self, name: str) -> Path:
-        return self.image_dir / name
+        """Path of a kept image; names from an edited table cannot point outside image_dir."""
+        path = (self.image_dir / name).resolve()
+        if not path.is_relative_to(self.image_dir.resolve()):
+            raise DataNotFoundError(f"image name {name!r} points outside {self.image_dir}")
+        return path
 
     def split_table(self, split: int) -> pd.DataFrame:
         """The kept table with a single ``split`` column for split number ``split``."""

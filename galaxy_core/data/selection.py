@@ -89,11 +89,7 @@ def attach_images_by_id(labels: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
 
 def _inside(root: Path, relative: str) -> bool:
     """True when ``root/relative`` stays inside ``root`` (catalogue paths must not escape it)."""
-    try:
-        (root / relative).resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    return (root / relative).resolve().is_relative_to(root.resolve())
 
 
 def _probe(path: Path) -> tuple[str, str]:

@@ -79,6 +79,9 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
                      "epochs_run": len(history), "history": history},
     }
     save_model(out, model.to(memory_format=torch.contiguous_format), config, meta, half=half)
+    from galaxy_core.evaluate.model_card import write_model_card
+
+    write_model_card(out)
     return out
 
 

@@ -1,0 +1,463 @@
+"""The one image loader: whatever a user hands us becomes an 8-bit RGB picture or one clear error.
+
+Training, the CLI and the app all read images through :func:`read_image` (or its shortcut
+:func:`load_image`), so a file that works in one place works everywhere and a bad file fails with
+the same one-line :class:`~galaxy_core.errors.ImageLoadError` everywhere.
+
+Why it is more than ``Image.open(...).convert("RGB")``:
+
+* Real files lie about their kind (the project's own seed examples are PNGs named ``.jpg``), so the
+  format is taken from the bytes (magic numbers), never from the name.
+* Astronomers bring FITS and 16-bit or float TIFF/PNG; truncating those to 8 bits gives a black or
+  white frame, so they are scaled by percentiles (FITS with an asinh stretch, as survey colour
+  images are made).
+* Transparent PNGs composite on black, because black is what sky looks like in the training data.
+* Hostile or broken files (decompression bombs, truncated downloads, PDFs, random bytes) must never
+  crash the caller with a library exception, so sizes are checked from the header before any pixel
+  is decoded, the decode is forced with ``load()``, and every failure becomes ImageLoadError.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from galaxy_core.errors import ImageLoadError
+
+MAX_PIXELS = 50_000_000
+"""Largest width x height accepted; checked from the header, before decoding."""
+MIN_SIDE = 8
+"""Smallest width or height accepted: below this there is no galaxy to see."""
+MAX_ASPECT = 20.0
+"""Longest/shortest side beyond which the picture is a strip, not a sky image."""
+DEFAULT_MAX_BYTES = 200 * 2**20
+"""Largest file accepted by default (200 MiB)."""
+
+PERCENTILE_LOW, PERCENTILE_HIGH = 0.5, 99.5
+"""Clip points used to bring 16-bit, float and FITS data into 0..255 (robust to hot pixels)."""
+ASINH_A = 0.1
+"""Softening of the FITS asinh stretch (astropy's AsinhStretch ``a``): faint outskirts stay visible
+while bright cores do not saturate, like SDSS colour composites."""
+
+_PIL_FORMATS = ("JPEG", "PNG", "TIFF", "GIF", "BMP", "WEBP")
+_SUPPORTED = "JPEG, PNG, TIFF, GIF, BMP, WebP or FITS"
+
+_SUFFIX_FORMAT = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
+    ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF", ".bmp": "BMP", ".webp": "WEBP",
+    ".fits": "FITS", ".fit": "FITS", ".fts": "FITS",
+}
+
+_NOT_IMAGES = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x7fELF", "a program (ELF executable)"),
+    (b"MZ", "a Windows program"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image, which is not supported"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream, which is not supported"),
+)
+
+
+@dataclass
+class LoadedImage:
+    """An image ready for the model plus what was done to get it, for users and model cards."""
+
+    image: Image.Image
+    """8-bit RGB."""
+    format: str
+    """Detected from the bytes: JPEG, PNG, TIFF, GIF, BMP, WEBP or FITS."""
+    original_mode: str
+    """Pillow mode of the file (``RGBA``, ``I;16``...) or, for FITS, e.g. ``FITS float32 (3, H, W)``."""
+    original_size: tuple[int, int]
+    """(width, height) as stored in the file."""
+    notes: list[str] = field(default_factory=list)
+    """Human-readable remarks on conversions, e.g. ``RGBA composited on black``."""
+
+
+def load_image(source: str | Path | bytes) -> Image.Image:
+    """Open ``source`` (a path or raw bytes) as 8-bit RGB, or raise ImageLoadError with the reason."""
+    return read_image(source).image
+
+
+def read_image(source: str | Path | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedImage:
+    """Read ``source`` into a :class:`LoadedImage`; any problem raises ImageLoadError only.
+
+    The whole file is read into memory (bounded by ``max_bytes``) so that the format can be sniffed
+    and the decoders never see a file that changes under them.
+    """
+    label = _label(source)
+    try:
+        data, suffix = _read_bytes(source, max_bytes)
+        return _decode(data, suffix, max_bytes)
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"{label}: {exc}" if label else str(exc)) from None
+    except MemoryError:
+        raise ImageLoadError(f"{label or 'image'}: not enough memory to decode it") from None
+    except Exception as exc:  # last line of defence: no library exception may escape
+        raise ImageLoadError(f"{label or 'image'}: cannot be read ({_reason(exc)})") from None
+
+
+# --- reading bytes -----------------------------------------------------------------------------
+
+
+def _label(source: object) -> str:
+    """Short name for messages: the file name for paths, nothing for raw bytes."""
+    if isinstance(source, (str, Path)):
+        try:
+            return Path(source).name or str(source)
+        except Exception:
+            return "image"
+    return ""
+
+
+def _read_bytes(source: object, max_bytes: int) -> tuple[bytes, str]:
+    """Return the file content and its (lower-case) suffix, refusing big or unreadable sources."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        suffix = ""
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".gz") \
+            else path.suffix.lower()
+        try:
+            if path.is_dir():
+                raise ImageLoadError("is a folder, not an image file")
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageLoadError(f"file too big ({_mib(size)}; the limit is {_mib(max_bytes)})")
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise ImageLoadError("file not found") from None
+        except PermissionError:
+            raise ImageLoadError("permission denied") from None
+        except (OSError, ValueError) as exc:
+            raise ImageLoadError(f"cannot read the file ({_reason(exc)})") from None
+    else:
+        raise ImageLoadError(f"expected a file path or bytes, got {type(source).__name__}")
+    if not data:
+        raise ImageLoadError("the file is empty")
+    if len(data) > max_bytes:
+        raise ImageLoadError(f"file too big ({_mib(len(data))}; the limit is {_mib(max_bytes)})")
+    return data, suffix
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line describing a library exception, without tracebacks or newlines."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- format sniffing ---------------------------------------------------------------------------
+
+
+def sniff_format(data: bytes) -> str:
+    """Name the image format from its first bytes; raise ImageLoadError saying what it is if not."""
+    head = data[:16]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith(b"SIMPLE  ="):
+        return "FITS"
+    if head.startswith(b"\x1f\x8b"):
+        return "GZIP"
+    for magic, what in _NOT_IMAGES:
+        if head.startswith(magic):
+            raise ImageLoadError(f"this is {what}, not an image")
+    if _looks_like_text(data[:4096]):
+        start = data[:512].lstrip().lower()
+        if start.startswith((b"<!doctype html", b"<html")):
+            raise ImageLoadError("this is a web page (HTML), not an image; did the download fail?")
+        raise ImageLoadError("this is a text file, not an image")
+    raise ImageLoadError(f"not a recognised image format (expected {_SUPPORTED})")
+
+
+def _looks_like_text(chunk: bytes) -> bool:
+    """True when the bytes read as UTF-8 text that is nearly all printable."""
+    text = chunk.decode("utf-8", errors="replace")
+    if not text:
+        return False
+    printable = sum((ch.isprintable() and ch != "\ufffd") or ch in "\t\r\n\f" for ch in text)
+    return printable >= 0.95 * len(text)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip data without ever holding more than ``limit`` bytes (zip bombs)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ImageLoadError(f"the gzip data is corrupt ({_reason(exc)})") from None
+    if len(out) > limit:
+        raise ImageLoadError(f"the gzip file unpacks to more than {_mib(limit)}")
+    if not inflater.eof:
+        raise ImageLoadError("the gzip file is truncated")
+    return out
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def _decode(data: bytes, suffix: str, max_bytes: int) -> LoadedImage:
+    """Dispatch on the sniffed format and note any mismatch with the file name."""
+    fmt = sniff_format(data)
+    notes: list[str] = []
+    if fmt == "GZIP":
+        data = _gunzip(data, max_bytes)
+        if sniff_format(data) != "FITS":
+            raise ImageLoadError("gzip-compressed files are only read when they hold FITS; "
+                                 "decompress it first")
+        fmt = "FITS"
+        notes.append("gzip-compressed FITS unpacked")
+        suffix = suffix.removesuffix(".gz")
+    named = _SUFFIX_FORMAT.get(suffix)
+    if named and named != fmt:
+        notes.append(f"file name says {suffix} but content is {fmt}")
+    loaded = _decode_fits(data) if fmt == "FITS" else _decode_pil(data, fmt)
+    loaded.notes[:0] = notes
+    _check_output(loaded.image)
+    return loaded
+
+
+def _check_size(width: int, height: int) -> None:
+    """Refuse sizes that are absurd, before any pixel is decoded."""
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(f"image too large ({width}x{height} pixels; the limit is "
+                             f"{MAX_PIXELS / 1e6:.0f} megapixels)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageLoadError(f"image too small ({width}x{height} pixels; at least "
+                             f"{MIN_SIDE}x{MIN_SIDE} is needed)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageLoadError(f"image is an extremely thin strip ({width}x{height} pixels)")
+
+
+def _check_output(img: Image.Image) -> None:
+    """Guard the contract: every success is 8-bit RGB of an acceptable size."""
+    if img.mode != "RGB":  # pragma: no cover - a bug in this module, not in the file
+        raise ImageLoadError(f"internal error: decoded to mode {img.mode}, not RGB")
+    _check_size(img.width, img.height)
+
+
+def _decode_pil(data: bytes, fmt: str) -> LoadedImage:
+    """Decode a Pillow-readable format fully and convert it to 8-bit RGB."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(f"image too large, refused as a decompression bomb "
+                                 f"({_reason(exc)})") from None
+        except Image.DecompressionBombWarning:
+            raise ImageLoadError("image too large, refused as a possible decompression bomb") \
+                from None
+        except Exception as exc:
+            raise ImageLoadError(f"not a valid {fmt} file ({_reason(exc)})") from None
+        with img:
+            _check_size(img.width, img.height)
+            mode, size = img.mode, img.size
+            notes: list[str] = []
+            frames = _frame_count(img)
+            if frames > 1:
+                notes.append(f"{frames} frames: using the first")
+            try:
+                img.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise ImageLoadError("image too large, refused as a decompression bomb") from None
+            except Exception as exc:
+                raise ImageLoadError(f"the {fmt} file is truncated or corrupt "
+                                     f"({_reason(exc)})") from None
+            rgb = _to_rgb(_upright(img, notes), notes)
+    return LoadedImage(image=rgb, format=fmt, original_mode=mode, original_size=size, notes=notes)
+
+
+def _frame_count(img: Image.Image) -> int:
+    """Frames in an animated/multi-page file, without failing on a broken one."""
+    try:
+        return int(getattr(img, "n_frames", 1))
+    except Exception:
+        return 1
+
+
+def _upright(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Turn camera pictures upright as their EXIF tag says; broken EXIF is ignored."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation in (None, 1):
+            return img
+        turned = ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+    notes.append(f"rotated as its EXIF orientation tag ({orientation}) says")
+    return turned if turned is not None else img
+
+
+def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, keeping the dynamic range of deep images."""
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img.convert("RGB")
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        gray = _scale_deep(np.asarray(img), notes, mode)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        if alpha.min() < 255:
+            black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            notes.append(f"{mode} with transparency composited on black")
+            return Image.alpha_composite(black, rgba).convert("RGB")
+        notes.append(f"{mode}: fully opaque alpha channel dropped")
+        return rgba.convert("RGB")
+    if mode in ("L", "1"):
+        notes.append("grayscale copied to R, G and B")
+    elif mode == "P":
+        notes.append("palette colours expanded")
+    elif mode != "RGB":
+        notes.append(f"{mode} converted to RGB")
+    return img.convert("RGB")
+
+
+def _scale_deep(values: np.ndarray, notes: list[str], mode: str) -> np.ndarray:
+    """Map 16/32-bit or float pixels to uint8 by percentile clipping (truncation loses them)."""
+    scaled, lo, hi = _percentile_scale(values.astype(np.float64))
+    kind = "float" if mode == "F" else ("16-bit" if mode.startswith("I;16") else "32-bit")
+    notes.append(f"{kind} data scaled to 8 bit (percentiles {PERCENTILE_LOW}-{PERCENTILE_HIGH}: "
+                 f"{lo:.6g}..{hi:.6g})")
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def _percentile_scale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Linear 0..1 scaling between robust percentiles of the finite values; NaN/inf become 0."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ImageLoadError("the image has no finite pixel values")
+    lo, hi = np.percentile(values[finite], [PERCENTILE_LOW, PERCENTILE_HIGH])
+    if not hi > lo:  # nearly constant: fall back to the full range so edges are not lost
+        lo, hi = float(values[finite].min()), float(values[finite].max())
+    out = np.zeros(values.shape, dtype=np.float64)
+    if hi > lo:
+        out[finite] = np.clip((values[finite] - lo) / (hi - lo), 0.0, 1.0)
+    return out, float(lo), float(hi)
+
+
+# --- FITS --------------------------------------------------------------------------------------
+
+
+def _decode_fits(data: bytes) -> LoadedImage:
+    """First HDU with 2-D or 3-D image data -> RGB, via astropy, with an asinh stretch."""
+    from astropy.io import fits  # only FITS users pay for the import
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+        except Exception as exc:
+            raise ImageLoadError(f"not a valid FITS file ({_reason(exc)})") from None
+        with hdul:
+            try:
+                for index, hdu in enumerate(hdul):
+                    shape = _fits_image_shape(hdu)
+                    if shape is not None:
+                        return _fits_hdu_to_rgb(hdu, shape, index)
+            except ImageLoadError:
+                raise
+            except Exception as exc:
+                raise ImageLoadError(f"the FITS file is truncated or corrupt "
+                                     f"({_reason(exc)})") from None
+    raise ImageLoadError("the FITS file holds no 2-D or 3-D image")
+
+
+def _fits_image_shape(hdu: object) -> tuple[int, ...] | None:
+    """Shape (numpy order) of an image HDU read from its header only, or None if not an image."""
+    from astropy.io import fits
+
+    if not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+        return None
+    header = hdu.header
+    prefix = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) and "ZNAXIS" in header else "NAXIS"
+    naxis = int(header.get(prefix, 0))
+    if naxis < 2:
+        return None
+    shape = tuple(int(header.get(f"{prefix}{i}", 0)) for i in range(naxis, 0, -1))
+    core = _squeeze_leading(shape)
+    if len(core) not in (2, 3) or min(core) < 1:
+        return None
+    return core
+
+
+def _squeeze_leading(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Drop degenerate leading axes (radio cubes store images as 1x1xHxW)."""
+    shape = tuple(shape)
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _fits_hdu_to_rgb(hdu: object, shape: tuple[int, ...], index: int) -> LoadedImage:
+    """Stretch one FITS image HDU into an RGB picture (bands -> channels, rows flipped)."""
+    height, width = shape[-2], shape[-1]
+    planes = shape[0] if len(shape) == 3 else 1
+    _check_size(width, height)
+    if width * height * planes > 3 * MAX_PIXELS:
+        raise ImageLoadError(f"FITS cube too large ({planes}x{height}x{width})")
+    raw = hdu.data  # type: ignore[attr-defined]
+    if raw is None:
+        raise ImageLoadError("the FITS image HDU has no data")
+    array = np.asarray(raw)
+    if array.size != int(np.prod(shape)):
+        raise ImageLoadError("the FITS file is truncated (less data than its header says)")
+    array = array.reshape(shape).astype(np.float32)
+    mode = f"FITS {np.asarray(raw).dtype.name} {shape}"
+    notes = [] if index == 0 else [f"image taken from FITS extension {index}"]
+    if planes == 1:
+        bands = [array.reshape(height, width)]
+        notes.append("single FITS band shown as gray")
+    elif planes == 3:
+        bands = [array[0], array[1], array[2]]
+        notes.append("3 FITS planes used as R, G, B")
+    else:
+        bands = [array[0]]
+        notes.append(f"FITS cube with {planes} planes: using the first, as gray")
+    bad = sum(int((~np.isfinite(b)).sum()) for b in bands)
+    if bad:
+        notes.append(f"{bad} NaN/infinite pixels set to 0")
+    stretched = [_asinh_stretch(b) for b in bands]
+    if len(stretched) == 1:
+        stretched *= 3
+    rgb = np.flipud(np.stack(stretched, axis=-1))  # FITS row 0 is the bottom of the picture
+    notes.append(f"FITS asinh stretch (a={ASINH_A}, percentiles {PERCENTILE_LOW}-{PERCENTILE_HIGH})")
+    image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    return LoadedImage(image=image, format="FITS", original_mode=mode,
+                       original_size=(width, height), notes=notes)
+
+
+def _asinh_stretch(band: np.ndarray) -> np.ndarray:
+    """Percentile-clip then asinh-stretch one band to uint8 (astropy.visualization's stretch)."""
+    from astropy.visualization import AsinhStretch
+
+    scaled, _, _ = _percentile_scale(band.astype(np.float64))
+    stretched = AsinhStretch(a=ASINH_A)(scaled, clip=True)
+    out = np.round(np.nan_to_num(stretched, nan=0.0) * 255)
+    return np.clip(out, 0, 255).astype(np.uint8)

@@ -1,0 +1,105 @@
+"""A human-readable model card, generated from ``model.json`` and the test report so that the
+figures in it can never drift from the stored model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from galaxy_core.evaluate.report import load_report
+from galaxy_core.io_utils import read_json, write_text
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def render_model_card(model_dir: Path, notes: str = "") -> str:
+    meta: dict[str, Any] = read_json(model_dir / "model.json")
+    cfg = meta.get("config", {})
+    train = meta.get("training", {})
+    test = load_report(model_dir / "report_test") or {}
+    cal, unc = test.get("calibrated", {}), test.get("uncalibrated", {})
+    m = cal.get("metrics", {})
+    history = train.get("history", [])
+    best = min(history, key=lambda r: r["val_loss"]) if history else {}
+    lines = [
+        f"# Model card: {model_dir.name}",
+        "",
+        "Spiral vs elliptical classifier for SDSS-like galaxy cutouts, trained on confident "
+        "Galaxy Zoo 1 labels (uncertain galaxies excluded).",
+        "",
+        "## Model",
+        f"- Architecture: torchvision `{meta.get('arch')}`, 2-class head "
+        f"({', '.join(meta.get('classes', []))}); trained from scratch"
+        + ("" if not cfg.get("weights") else f" from `{cfg.get('weights')}`") + ".",
+        f"- Input: centre crop {cfg.get('crop_fraction')} of the cutout side, resized to "
+        f"{meta.get('input_size')}×{meta.get('input_size')} px, normalised with mean "
+        f"{meta.get('mean')} / std {meta.get('std')}.",
+        f"- Prediction: logits averaged over the 8 rotations/flips ({'on' if cfg.get('tta') else 'off'}), "
+        f"prior correction {[round(b, 3) for b in meta.get('logit_bias', [])]} (undoes class-weighted "
+        f"training), temperature {meta.get('temperature', 1.0):.3f} (fitted on validation).",
+        f"- Weights: `model.safetensors` ({meta.get('weights_dtype')}); no pickles. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()) + ".",
+        "",
+        "## Data",
+        f"- Source: {train.get('source')}.",
+        f"- Kept per class: {train.get('class_counts')}; split {train.get('split')}: "
+        f"{train.get('n_train')} train / {train.get('n_val')} validation / {train.get('n_test')} test "
+        "(stratified, seeded).",
+        "",
+        "## Training",
+        f"- AdamW, peak lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, batch "
+        f"{cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s) then cosine decay, "
+        f"label smoothing {cfg.get('label_smoothing')}, class imbalance by {cfg.get('balance')}.",
+        "- Augmentation: any rotation, flips, ±10% scale, ±5% shift, brightness/contrast jitter.",
+        f"- Ran {len(history)} of {cfg.get('epochs')} epochs; best validation loss at epoch "
+        f"{best.get('epoch')} ({best.get('val_loss', float('nan')):.4f}, validation accuracy "
+        f"{_pct(best.get('val_accuracy'))}, before rotation averaging).",
+        "",
+        f"## Held-out test results ({m.get('n')} galaxies never seen in training or calibration)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| accuracy | {_pct(m.get('accuracy'))} |",
+        f"| balanced accuracy | {_pct(m.get('balanced_accuracy'))} |",
+        f"| macro-F1 | {m.get('macro_f1', float('nan')):.4f} |",
+        f"| ROC AUC (spiral) | {m.get('roc_auc') or float('nan'):.4f} |",
+        f"| ECE (15 bins), before → after temperature scaling | {_pct(unc.get('ece'))} → "
+        f"{_pct(cal.get('ece'))} |",
+    ]
+    for name, pc in m.get("per_class", {}).items():
+        lines.append(f"| {name}: precision / recall / F1 | {pc['precision']:.3f} / "
+                     f"{pc['recall']:.3f} / {pc['f1']:.3f} (n={pc['support']}) |")
+    cm = m.get("confusion_matrix")
+    if cm:
+        classes = test.get("classes", meta.get("classes", []))
+        lines += ["", "Confusion matrix (rows true, columns predicted):", "",
+                  "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
+                  for c, row in zip(classes, cm)]
+    if meta.get("splits"):
+        lines += ["", "## Stability across splits", ""]
+        lines += [f"- {k}: {v['mean']:.4f} ± {v['std']:.4f} ({len(v['values'])} splits)"
+                  for k, v in meta["splits"].items()]
+    lines += ["", "Plots: `report_test/confusion_matrix.png`, `report_test/reliability.png`, "
+              "`report_test/roc.png`.", "",
+              "## Intended use and limits",
+              "- Intended: SDSS-like colour cutouts (gri composites, galaxy centred, ~0.4 arcsec/px "
+              "scaled to the galaxy) of galaxies Galaxy Zoo volunteers could classify confidently.",
+              "- Images from other telescopes go through survey matching (the galaxy is found, "
+              "cropped and rescaled to the training scale); an out-of-distribution score above "
+              f"{meta.get('ood', {}).get('warn_at', 1.0)} flags inputs unlike the training data.",
+              "- Mergers, irregulars and 'don't know' objects were excluded from training: the "
+              "model still answers spiral or elliptical for them.",
+              "- Labels are volunteer votes; edge-on disks and faint spirals are the usual "
+              "disagreements with the catalogue."]
+    if notes:
+        lines += ["", notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(model_dir: Path, notes: str = "") -> Path:
+    return write_text(Path(model_dir) / CARD_FILE, render_model_card(Path(model_dir), notes))
