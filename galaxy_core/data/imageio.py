@@ -20,7 +20,6 @@ Why it is more than ``Image.open(...).convert("RGB")``:
 from __future__ import annotations
 
 import io
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,7 @@ class LoadedImage:
     format: str
     """Detected from the bytes: JPEG, PNG, TIFF, GIF, BMP, WEBP or FITS."""
     original_mode: str
-    """Pillow mode of the file (``RGBA``, ``I;16``...) or, for FITS, e.g. ``FITS float32 (3, H, W)``."""
+    """Pillow mode of the file (``RGBA``, ``I;16``...); for FITS e.g. ``FITS float32 (3, H, W)``."""
     original_size: tuple[int, int]
     """(width, height) as stored in the file."""
     notes: list[str] = field(default_factory=list)
@@ -83,7 +82,7 @@ class LoadedImage:
 
 
 def load_image(source: str | Path | bytes) -> Image.Image:
-    """Open ``source`` (a path or raw bytes) as 8-bit RGB, or raise ImageLoadError with the reason."""
+    """Open ``source`` (a path or raw bytes) as 8-bit RGB, or raise ImageLoadError saying why."""
     return read_image(source).image
 
 
@@ -112,7 +111,7 @@ def _label(source: object) -> str:
     """Short name for messages: the file name for paths, nothing for raw bytes."""
     if isinstance(source, (str, Path)):
         try:
-            return Path(source).name or str(source)
+            return " ".join((Path(source).name or str(source)).split()) or "image"
         except Exception:
             return "image"
     return ""
@@ -260,35 +259,35 @@ def _check_output(img: Image.Image) -> None:
 
 
 def _decode_pil(data: bytes, fmt: str) -> LoadedImage:
-    """Decode a Pillow-readable format fully and convert it to 8-bit RGB."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    """Decode a Pillow-readable format fully and convert it to 8-bit RGB.
+
+    Warnings are not silenced here: ``warnings.catch_warnings`` is not thread-safe and the loader
+    runs in thread pools and Streamlit sessions. Our own size check runs before Pillow's bomb
+    warning threshold; if a caller turns warnings into errors, they are caught like any other.
+    """
+    try:
+        img = Image.open(io.BytesIO(data), formats=[fmt])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(f"image too large, refused as a decompression bomb "
+                             f"({_reason(exc)})") from None
+    except Exception as exc:
+        raise ImageLoadError(f"not a valid {fmt} file, or it is truncated "
+                             f"({_reason(exc)})") from None
+    with img:
+        _check_size(img.width, img.height)
+        mode, size = img.mode, img.size
+        notes: list[str] = []
+        frames = _frame_count(img)
+        if frames > 1:
+            notes.append(f"{frames} frames: using the first")
         try:
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-        except Image.DecompressionBombError as exc:
-            raise ImageLoadError(f"image too large, refused as a decompression bomb "
-                                 f"({_reason(exc)})") from None
-        except Image.DecompressionBombWarning:
-            raise ImageLoadError("image too large, refused as a possible decompression bomb") \
-                from None
+            img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageLoadError("image too large, refused as a decompression bomb") from None
         except Exception as exc:
-            raise ImageLoadError(f"not a valid {fmt} file ({_reason(exc)})") from None
-        with img:
-            _check_size(img.width, img.height)
-            mode, size = img.mode, img.size
-            notes: list[str] = []
-            frames = _frame_count(img)
-            if frames > 1:
-                notes.append(f"{frames} frames: using the first")
-            try:
-                img.load()
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageLoadError("image too large, refused as a decompression bomb") from None
-            except Exception as exc:
-                raise ImageLoadError(f"the {fmt} file is truncated or corrupt "
-                                     f"({_reason(exc)})") from None
-            rgb = _to_rgb(_upright(img, notes), notes)
+            raise ImageLoadError(f"the {fmt} file is truncated or corrupt "
+                                 f"({_reason(exc)})") from None
+        rgb = _to_rgb(_upright(img, notes), notes)
     return LoadedImage(image=rgb, format=fmt, original_mode=mode, original_size=size, notes=notes)
 
 
@@ -369,23 +368,21 @@ def _decode_fits(data: bytes) -> LoadedImage:
     """First HDU with 2-D or 3-D image data -> RGB, via astropy, with an asinh stretch."""
     from astropy.io import fits  # only FITS users pay for the import
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    try:
+        hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+    except Exception as exc:
+        raise ImageLoadError(f"not a valid FITS file ({_reason(exc)})") from None
+    with hdul:
         try:
-            hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+            for index, hdu in enumerate(hdul):
+                shape = _fits_image_shape(hdu)
+                if shape is not None:
+                    return _fits_hdu_to_rgb(hdu, shape, index)
+        except ImageLoadError:
+            raise
         except Exception as exc:
-            raise ImageLoadError(f"not a valid FITS file ({_reason(exc)})") from None
-        with hdul:
-            try:
-                for index, hdu in enumerate(hdul):
-                    shape = _fits_image_shape(hdu)
-                    if shape is not None:
-                        return _fits_hdu_to_rgb(hdu, shape, index)
-            except ImageLoadError:
-                raise
-            except Exception as exc:
-                raise ImageLoadError(f"the FITS file is truncated or corrupt "
-                                     f"({_reason(exc)})") from None
+            raise ImageLoadError(f"the FITS file is truncated or corrupt "
+                                 f"({_reason(exc)})") from None
     raise ImageLoadError("the FITS file holds no 2-D or 3-D image")
 
 
@@ -447,7 +444,8 @@ def _fits_hdu_to_rgb(hdu: object, shape: tuple[int, ...], index: int) -> LoadedI
     if len(stretched) == 1:
         stretched *= 3
     rgb = np.flipud(np.stack(stretched, axis=-1))  # FITS row 0 is the bottom of the picture
-    notes.append(f"FITS asinh stretch (a={ASINH_A}, percentiles {PERCENTILE_LOW}-{PERCENTILE_HIGH})")
+    notes.append(f"FITS asinh stretch (a={ASINH_A}, "
+                 f"percentiles {PERCENTILE_LOW}-{PERCENTILE_HIGH})")
     image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
     return LoadedImage(image=image, format="FITS", original_mode=mode,
                        original_size=(width, height), notes=notes)
