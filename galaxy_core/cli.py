@@ -84,7 +84,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from galaxy_core.train.loop import train
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a stop from the dashboard = Ctrl-C
+    # A stop from the dashboard (SIGTERM) is a Ctrl-C; and a Ctrl-C must work even when the
+    # process was started in the background, where shells set SIGINT to be ignored.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config = _train_config(args)
     splits = range(args.splits) if args.splits > 1 else [args.split]
     results = []

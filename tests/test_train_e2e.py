@@ -110,3 +110,36 @@ def test_cli_evaluate_and_predict(prepared_dir, finished_run, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "empty_dir_that_is_missing"), "--model",
                  str(model_dir)]) == 1
     assert main(["predict", str(images), "--model", str(tmp_path / "no_model")]) == 2
+
+
+def test_cli_train_stops_on_sigterm_and_resumes(prepared_dir, tmp_path):
+    """A real process, stopped the way the dashboard stops it, then resumed from the CLI."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "cli_run"
+    cmd = [sys.executable, "-m", "galaxy_core.cli", "train", "--data", str(prepared_dir),
+           "--out", str(run), "--arch", "resnet18", "--image-size", "32", "--epochs", "8",
+           "--batch-size", "8"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 240
+    while not (run / "checkpoint.json").is_file() and time.time() < deadline:
+        time.sleep(0.5)
+    assert (run / "checkpoint.json").is_file(), proc.stderr.read() if proc.poll() else "timeout"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    done = json.loads((run / "checkpoint.json").read_text())["epoch"]
+    assert 1 <= done < 8
+    code = subprocess.run(cmd[:8] + ["--resume"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert code.returncode == 0, code.stderr
+    # the run's own settings (8 epochs, resnet18, 32 px) come back from its folder
+    assert [r["epoch"] for r in read_history(run)] == list(range(1, 9))
+    assert (run / "model" / "model.json").is_file()
