@@ -89,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     config = _train_config(args)
+    if args.resume and args.epochs is None:
+        config = config.replace(epochs=0)  # keep the run's own epoch count
     splits = range(args.splits) if args.splits > 1 else [args.split]
     results = []
     for split in splits:

@@ -86,15 +86,19 @@ def load_image(source: str | Path | bytes) -> Image.Image:
     return read_image(source).image
 
 
-def read_image(source: str | Path | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedImage:
+def read_image(source: str | Path | bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+               name: str | None = None) -> LoadedImage:
     """Read ``source`` into a :class:`LoadedImage`; any problem raises ImageLoadError only.
 
     The whole file is read into memory (bounded by ``max_bytes``) so that the format can be sniffed
-    and the decoders never see a file that changes under them.
+    and the decoders never see a file that changes under them. ``name`` is the original file name
+    of uploaded bytes: it labels messages and lets a misleading suffix be noted.
     """
-    label = _label(source)
+    label = _label(name if name is not None and not isinstance(source, (str, Path)) else source)
     try:
         data, suffix = _read_bytes(source, max_bytes)
+        if name is not None and not suffix:
+            suffix = Path(name).suffix.lower()
         return _decode(data, suffix, max_bytes)
     except ImageLoadError as exc:
         raise ImageLoadError(f"{label}: {exc}" if label else str(exc)) from None

@@ -109,7 +109,7 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[s
             name, data = (item if isinstance(item, tuple) else (str(item), Path(item)))
             pred = Prediction(source=name)
             try:
-                loaded_image = read_image(data)
+                loaded_image = read_image(data, name=name)
                 pred.notes = list(loaded_image.notes)
                 arr, pred.survey_matched = model_input(loaded, loaded_image.image, survey)
                 pred.model_input = arr

@@ -8,6 +8,7 @@ dashboard in another process can both follow the same run.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -24,7 +25,7 @@ from galaxy_core.config import CLASSES, Config
 from galaxy_core.data.cache import Part, load_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
-from galaxy_core.io_utils import read_json, write_json
+from galaxy_core.io_utils import read_json, write_json, write_text
 from galaxy_core.model.build import build_model, set_threads
 from galaxy_core.predict.inference import predict_logits
 from galaxy_core.train.augment import colour_jitter, random_affine
@@ -103,8 +104,6 @@ def _write_status(run_dir: Path, **fields: Any) -> None:
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    import json
-
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
         return []
@@ -112,8 +111,6 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _append_log(run_dir: Path, row: dict[str, Any]) -> None:
-    import json
-
     with open(run_dir / LOG_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
         handle.flush()
@@ -158,10 +155,11 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
         info = load_checkpoint(run_dir, model, optimizer, generator)
         if info:
             start_epoch, best_loss, bad_epochs = info["epoch"], info["best_val_loss"], info["bad_epochs"]
+    # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
+    # epochs run again.
     history = [r for r in read_history(run_dir) if r["epoch"] <= start_epoch]
-    result = TrainResult(run_dir=run_dir, history=history)
-    if start_epoch == 0 and (run_dir / LOG_FILE).exists():
-        (run_dir / LOG_FILE).unlink()
+    result = TrainResult(run_dir=run_dir, history=list(history))
+    write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
 
     sample_probs = None
     if config.balance == "sampler":

@@ -1,0 +1,202 @@
+"""Start, watch and stop ``galaxy train`` runs as background processes.
+
+The training itself is the CLI (``python -m galaxy_core.cli train``) in its own session, so it
+outlives page reloads and even the dashboard. Everything the page shows is read back from the run
+folder: ``status.json`` and ``log.jsonl`` written by the training loop, ``train.log`` (the
+process's output) and ``launch.json`` (written here: pid and command, before the loop starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dashboard import paths
+from galaxy_core.errors import GalaxyError
+from galaxy_core.io_utils import write_json
+
+LAUNCH_FILE = "launch.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "train.log"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ACTIVE_STATES = ("starting", "loading data", "training", "evaluating")
+DONE_STATES = ("finished", "early_stopped")
+
+_PROCESSES: dict[int, subprocess.Popen] = {}
+"""Children started by this server, polled so that finished ones are reaped (no zombies)."""
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: Path
+    status: dict[str, Any] = field(default_factory=dict)
+    alive: bool = False
+    has_model: bool = False
+
+    @property
+    def state(self) -> str:
+        """What the run is doing, corrected by whether its process still exists."""
+        raw = str(self.status.get("state", "starting"))
+        if self.has_model and raw not in ACTIVE_STATES:
+            return raw if raw in DONE_STATES else "finished"
+        if raw in ACTIVE_STATES and not self.alive:
+            return "interrupted" if self.status.get("epoch") else "stopped"
+        return raw
+
+    @property
+    def active(self) -> bool:
+        return self.alive and self.state in ACTIVE_STATES
+
+    @property
+    def can_resume(self) -> bool:
+        return not self.alive and not self.has_model and self.state in ("interrupted", "stopped")
+
+    @property
+    def fraction(self) -> float:
+        step, total = self.status.get("step"), self.status.get("total_steps")
+        if step and total:
+            return max(0.0, min(1.0, float(step) / float(total)))
+        epoch, epochs = self.status.get("epoch"), self.status.get("epochs")
+        if epoch and epochs:
+            return max(0.0, min(1.0, (float(epoch) - 1) / float(epochs)))
+        return 0.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    proc = _PROCESSES.get(int(pid))
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError, OverflowError):
+        return False
+    try:  # a zombie answers kill(0) but is not running
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    launch = _read(run_dir / LAUNCH_FILE)
+    status = {**launch, **_read(run_dir / STATUS_FILE)}
+    has_model = (run_dir / "model" / "model.json").is_file() or any(
+        (s / "model" / "model.json").is_file() for s in run_dir.glob("split_*"))
+    return RunInfo(name=run_dir.name, path=run_dir, status=status,
+                   alive=pid_alive(status.get("pid")), has_model=has_model)
+
+
+def list_runs(runs: Path | None = None) -> list[RunInfo]:
+    """Every run folder (has status, launch or config), newest first."""
+    runs = runs or paths.runs_dir()
+    if not runs.is_dir():
+        return []
+    found = [p for p in runs.iterdir() if p.is_dir() and any(
+        (p / f).is_file() for f in (STATUS_FILE, LAUNCH_FILE, "config.json"))]
+    found.sort(key=lambda p: max((p / f).stat().st_mtime for f in
+                                 (STATUS_FILE, LAUNCH_FILE, "config.json") if (p / f).is_file()),
+               reverse=True)
+    return [run_info(p) for p in found]
+
+
+def check_name(name: str, runs: Path | None = None) -> Path:
+    """The folder for a new run, or GalaxyError saying why the name cannot be used."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise GalaxyError("run names use letters, digits, '-', '_' and '.', start with a letter "
+                          "or digit and have at most 64 characters")
+    run_dir = (runs or paths.runs_dir()) / name
+    if run_dir.exists():
+        raise GalaxyError(f"a run named {name} already exists; pick another name or resume it")
+    return run_dir
+
+
+def train_command(prepared: Path, run_dir: Path, settings: dict[str, Any],
+                  resume: bool = False) -> list[str]:
+    """The CLI call for a run; ``settings`` keys are CLI flags without dashes (None = default)."""
+    cmd = [sys.executable, "-m", "galaxy_core.cli", "train", "--data", str(prepared),
+           "--out", str(run_dir)]
+    for key, value in settings.items():
+        if value is None or value == "":
+            continue
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def start(prepared: Path, run_dir: Path, settings: dict[str, Any], resume: bool = False) -> int:
+    """Launch training in the background (own session, lower priority); return its pid."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = train_command(prepared, run_dir, settings, resume)
+    launch = cmd
+    if shutil.which("nice"):
+        launch = ["nice", "-n", "5", *cmd]  # nice execs: the pid stays the trainer's pid
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(run_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(launch, cwd=paths.REPO, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    _PROCESSES[proc.pid] = proc
+    previous = _read(run_dir / LAUNCH_FILE)
+    write_json(run_dir / LAUNCH_FILE, {
+        "state": "starting", "pid": proc.pid, "started": time.time(), "command": cmd,
+        "epochs": settings.get("epochs") or previous.get("epochs"),
+        "settings": {**previous.get("settings", {}), **settings}, "prepared": str(prepared)})
+    return proc.pid
+
+
+def resume(info: RunInfo) -> int:
+    launch = _read(info.path / LAUNCH_FILE)
+    config = _read(info.path / "config.json")
+    prepared = launch.get("prepared") or config.get("prepared") or str(paths.prepared_dir())
+    return start(Path(prepared), info.path, {}, resume=True)
+
+
+def stop(info: RunInfo) -> bool:
+    """Ask the run to stop (SIGINT = Ctrl-C: the loop keeps its last finished epoch)."""
+    pid = info.status.get("pid")
+    if not info.alive or not pid:
+        return False
+    try:
+        os.kill(int(pid), signal.SIGINT)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def log_tail(run_dir: Path, lines: int = 15) -> str:
+    """Last lines of the process output, progress-bar redraws collapsed."""
+    path = run_dir / LOG_FILE
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 32_000))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    rows = [part.split("\r")[-1] for part in text.split("\n")]
+    return "\n".join([r for r in rows if r.strip()][-lines:])

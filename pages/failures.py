@@ -1,0 +1,122 @@
+"""Failures: where the model goes wrong, each galaxy beside its Grad-CAM."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import models, paths
+from dashboard.ui import (cam_caption, cam_overlay, catalogue_input, one_line, require_app,
+                          upscale)
+from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.plots import probability_figure
+
+SETS = {"failures": "Most confident failures", "uncertain": "Least confident successes",
+        "wrong": "All misclassified"}
+
+require_app()
+st.title("Where does the model fail?")
+st.caption("Galaxies of the held-out test set the model got wrong with high confidence, and "
+           "ones it got right but only just, each beside the Grad-CAM of its predicted class.")
+choice = models.current()
+loaded = models.load(choice)
+if loaded is None:
+    st.stop()
+report = models.report(choice, "test")
+if report is None:
+    st.warning(f"{paths.show(choice.path)} has no test report (report_test), so there are no "
+               "failures to show. Finished training runs write one automatically.")
+    st.stop()
+classes = report["classes"]
+positive = f"p_{classes[1]}"
+
+
+def with_confidence(row: dict) -> dict:
+    """Rows of report['predictions'] carry only P(positive); add both probabilities."""
+    if "confidence" in row:
+        return row
+    p = float(row[positive])
+    probs = {f"p_{classes[0]}": 1 - p, positive: p}
+    return {**row, **probs, "confidence": probs[f"p_{row['predicted']}"]}
+
+
+which = st.segmented_control("Show", list(SETS), default="failures",
+                             format_func=SETS.get) or "failures"
+f2, f3, f4 = st.columns([1.2, 1.2, 0.6])
+true_classes = f2.multiselect("Labelled as", classes, default=classes)
+low, high = f3.slider("Model confidence", 0.5, 1.0, (0.5, 1.0), 0.01,
+                      help="The calibrated probability of the class the model chose.")
+limit = f4.number_input("Show at most", 3, 48, 12, 3)
+
+if which == "failures":
+    rows = report.get("confident_failures", [])
+elif which == "uncertain":
+    rows = report.get("uncertain_successes", [])
+else:
+    rows = sorted((with_confidence(r) for r in report.get("predictions", [])
+                   if r["true"] != r["predicted"]), key=lambda r: -r["confidence"])
+rows = [with_confidence(r) for r in rows]
+rows = [r for r in rows if r["true"] in true_classes and low <= r["confidence"] <= high]
+st.caption(f"{len(rows)} galaxies match; showing {min(len(rows), int(limit))}.")
+
+image_dir = paths.report_image_dir(report)
+if image_dir is None:
+    st.warning(f"Galaxy images not found (looked in {report.get('image_dir') or '?'} and "
+               f"{paths.show(paths.gz1_images())}). " + paths.set_data_hint())
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.stop()
+
+
+def side_by_side(image, cam, size: int = 192):
+    """The galaxy and its Grad-CAM as one picture, so a card shows them next to each other."""
+    gap = np.full((size, 6, 3), 14, dtype=np.uint8)
+    return np.hstack([np.asarray(upscale(image, size)), gap, np.asarray(upscale(cam, size))])
+
+
+@st.dialog("Galaxy details", width="large")
+def details(row: dict) -> None:
+    a, b = st.columns(2)
+    try:
+        arr = catalogue_input(loaded, models.model_key(loaded), str(image_dir / row["image"]))
+        a.image(upscale(arr), caption="As the model sees it")
+        b.image(upscale(cam_overlay(loaded, models.model_key(loaded), arr,
+                                    classes.index(row["predicted"]))),
+                caption=cam_caption(row["predicted"]))
+    except GalaxyError as exc:
+        st.error(one_line(exc))
+    st.markdown(f"**SDSS objid** `{row['objid']}`  \n**Galaxy Zoo label** {row['true']}  \n"
+                f"**Predicted** {row['predicted']} ({row['confidence']:.1%})  \n"
+                f"**File** `{row['image']}`")
+    st.plotly_chart(probability_figure({c: row[f"p_{c}"] for c in classes}), key="detail_probs")
+
+
+shown = rows[:int(limit)]
+if shown:
+    bar = st.progress(0.0, text="Computing Grad-CAM maps…")
+    per_row = 3
+    for start in range(0, len(shown), per_row):
+        for col, row in zip(st.columns(per_row), shown[start:start + per_row]):
+            with col.container(border=True):
+                path = Path(image_dir) / row["image"]
+                try:
+                    arr = catalogue_input(loaded, models.model_key(loaded), str(path))
+                    cam = cam_overlay(loaded, models.model_key(loaded), arr,
+                                      classes.index(row["predicted"]))
+                except GalaxyError as exc:
+                    st.error(one_line(exc))
+                else:
+                    st.image(side_by_side(arr, cam), alt=f"Galaxy {row['objid']} and Grad-CAM")
+                wrong = row["true"] != row["predicted"]
+                mark = ":red[:material/close:]" if wrong else ":green[:material/check:]"
+                st.markdown(f"{mark} labelled **{row['true']}**, predicted **{row['predicted']}** "
+                            f"({row['confidence']:.0%})")
+                if st.button("Details", key=f"details_{which}_{row['objid']}",
+                             icon=":material/open_in_full:"):
+                    details(row)
+        bar.progress(min(1.0, (start + per_row) / len(shown)), text="Computing Grad-CAM maps…")
+    bar.empty()
+    st.caption("Each card: the galaxy as the model sees it, then the Grad-CAM of the predicted "
+               "class (red: what pushed the network to its answer).")
+else:
+    st.info("No galaxies match these filters.")

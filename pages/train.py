@@ -1,0 +1,157 @@
+"""Train: start a training run in the background, watch it live, stop or resume it."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import paths, training
+from dashboard.ui import guard, one_line, require_app
+from galaxy_core.data.prepared import open_prepared
+from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.plots import training_curves_figure
+from galaxy_core.train.loop import read_history
+
+STATE_ICONS = {"starting": ":material/hourglass_top:", "loading data": ":material/hourglass_top:",
+               "training": ":material/autorenew:", "evaluating": ":material/science:",
+               "finished": ":material/check_circle:", "early_stopped": ":material/check_circle:",
+               "interrupted": ":material/pause_circle:", "stopped": ":material/stop_circle:"}
+
+require_app()
+st.title("Train a model")
+st.caption("Training runs as a separate process: reload the page, close the tab, come back; the "
+           "run keeps going. Every epoch is checkpointed, so a stopped run can be resumed. "
+           "Finished runs appear in the sidebar's model selector.")
+
+
+def prepared_options() -> list[Path]:
+    default = paths.prepared_dir()
+    found = [default]
+    if default.parent.is_dir():
+        found += sorted(p for p in default.parent.iterdir()
+                        if p.is_dir() and p != default and (p / "summary.json").is_file())
+    return found
+
+
+# --- start a run ------------------------------------------------------------------------------
+with st.expander("Start a new run", expanded=not training.list_runs()):
+    options = prepared_options()
+    data_path = st.selectbox("Prepared dataset", options, format_func=paths.show,
+                             help="A folder written by `galaxy prepare` (see the Data page).")
+    try:
+        prepared = open_prepared(data_path)
+    except GalaxyError as exc:
+        prepared = None
+        st.warning(one_line(exc))
+        st.page_link("pages/data.py", label="Prepare the data on the Data page",
+                     icon=":material/dataset:")
+    if "train_name" not in st.session_state:
+        st.session_state["train_name"] = time.strftime("run_%Y%m%d_%H%M")
+    with st.form("new_run", border=False):
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("Run name", key="train_name")
+        arch = c2.selectbox("Network", ["resnet18", "resnet34", "resnet50"],
+                            help="resnet18 trains about three times faster than resnet50 on a CPU.")
+        epochs = c3.number_input("Epochs", 1, 200, 3)
+        c4, c5, c6 = st.columns(3)
+        image_size = c4.select_slider("Image size (px)", [32, 48, 64, 96, 128], value=64)
+        max_images = c5.number_input("Training images (0 = all)", 0, 1_000_000, 1000, 100,
+                                     help="A cap for quick classroom runs.")
+        n_splits = prepared.n_splits if prepared is not None else 1
+        split = c6.number_input("Split", 0, max(n_splits - 1, 0), 0,
+                                help=f"Which of the {n_splits} prepared split(s) to use.")
+        with st.expander("Advanced"):
+            a1, a2, a3 = st.columns(3)
+            batch = a1.number_input("Batch size", 2, 512, 32)
+            lr = a2.number_input("Peak learning rate", 1e-5, 1.0, 2e-3, format="%.4f")
+            threads = a3.number_input("CPU threads (0 = all)", 0, 256, 0)
+        submitted = st.form_submit_button("Start training", type="primary",
+                                          disabled=prepared is None, icon=":material/play_arrow:")
+    if submitted and prepared is not None:
+        with guard("Cannot start the run"):
+            run_dir = training.check_name(name.strip())
+            settings = {"arch": arch, "epochs": int(epochs), "image_size": int(image_size),
+                        "max_train_images": int(max_images), "split": int(split),
+                        "batch_size": int(batch), "lr": float(lr),
+                        "threads": int(threads) or None}
+            pid = training.start(data_path, run_dir, settings)
+            st.session_state["watch_run"] = run_dir.name
+            del st.session_state["train_name"]
+            st.toast(f"Started {run_dir.name} (process {pid})", icon=":material/play_arrow:")
+            st.rerun()
+
+
+# --- watch runs --------------------------------------------------------------------------------
+def watch(name: str) -> None:
+    with guard():
+        info = training.run_info(paths.runs_dir() / name)
+        seen = f"seen_active_{name}"
+        if info.active:
+            st.session_state[seen] = True
+        elif st.session_state.pop(seen, False):
+            st.rerun(scope="app")  # it just ended: refresh the sidebar's model list
+        s = info.status
+        state = info.state
+        detail = [f"{STATE_ICONS.get(state, '')} **{state}**"]
+        if s.get("epochs"):
+            detail.append(f"epoch {s.get('epoch') or 0} of {s['epochs']}")
+        if s.get("total_steps"):
+            detail.append(f"step {s.get('step') or 0} of {s['total_steps']}")
+        if s.get("train_loss") is not None:
+            detail.append(f"train loss {float(s['train_loss']):.3f}")
+        rows = read_history(info.path)
+        seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
+        if info.active and seconds and s.get("epochs"):
+            left = (1 - info.fraction) * float(s["epochs"]) * sum(seconds) / len(seconds)
+            detail.append(f"about {max(left / 60, 1):.0f} min left")
+        st.progress(1.0 if info.has_model else info.fraction, text=" · ".join(detail))
+
+        b1, b2, _ = st.columns([1, 1, 4])
+        if info.alive and b1.button("Stop", icon=":material/stop:", key=f"stop_{name}",
+                                    help="Ctrl-C for the run: it stops and keeps its last epoch."):
+            if training.stop(info):
+                st.toast(f"Stopping {name}…", icon=":material/stop:")
+        if info.can_resume and b2.button("Resume", icon=":material/play_arrow:",
+                                         key=f"resume_{name}"):
+            training.resume(info)
+            st.rerun(scope="app")
+
+        if rows:
+            st.plotly_chart(training_curves_figure(rows), key=f"curves_{name}")
+            st.caption("Validation loss and accuracy are measured after every epoch; the "
+                       "best-validation-loss epoch becomes the model.")
+        else:
+            st.caption("The loss and accuracy curves appear after the first epoch.")
+        if info.has_model:
+            st.success(f"Finished: pick “Run {name}” in the sidebar's model selector.")
+            st.page_link("pages/evaluate.py", label="Evaluate it", icon=":material/analytics:")
+        elif state in ("interrupted", "stopped") and not info.alive:
+            st.info("Stopped. Resume continues from the last finished epoch.")
+        with st.expander("Process output (train.log)"):
+            st.code(training.log_tail(info.path) or "(nothing yet)", language=None)
+
+
+runs = training.list_runs()
+st.subheader("Runs")
+if not runs:
+    st.info(f"No runs yet in {paths.show(paths.runs_dir())}. Start one above.")
+    st.stop()
+overview = pd.DataFrame([{
+    "run": r.name, "state": r.state,
+    "epoch": f"{r.status.get('epoch') or 0}/{r.status.get('epochs') or '?'}",
+    "progress": 1.0 if r.has_model else r.fraction,
+    "best val accuracy": max((h.get("val_accuracy") or 0 for h in read_history(r.path)),
+                             default=None),
+} for r in runs])
+st.dataframe(overview, hide_index=True, column_config={
+    "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=1),
+    "best val accuracy": st.column_config.NumberColumn(format="%.3f")})
+
+names = [r.name for r in runs]
+if st.session_state.get("watch_run") not in names:
+    active = [r.name for r in runs if r.active]
+    st.session_state["watch_run"] = active[0] if active else names[0]
+chosen = st.selectbox("Watch", names, key="watch_run")
+live = training.run_info(paths.runs_dir() / chosen).alive
+st.fragment(run_every=2.0 if live else None)(watch)(chosen)

@@ -1,0 +1,423 @@
+"""The dashboard under ``streamlit.testing.v1.AppTest``: every page renders without an exception,
+shows its key elements, and degrades to a one-line message when the model or data is missing.
+
+Everything is synthetic and built here: a tiny untrained resnet18 model folder (32 px input) with
+an evaluation report on random logits, PIL-drawn galaxy blobs, and a prepared dataset made from
+them with ``galaxy_core.data.prepare``. Locations reach the app through GALAXY_MODEL_DIR,
+GALAXY_RUNS_DIR, GALAXY_DATA and GALAXY_PREPARED.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+PAGES = ["pages/classify.py", "pages/evaluate.py", "pages/failures.py", "pages/train.py",
+         "pages/data.py"]
+TIMEOUT = 180
+
+
+# --- synthetic inputs ---------------------------------------------------------------------------
+def draw_blob(kind: str = "spiral", size: int = 96, seed: int = 0) -> Image.Image:
+    """A galaxy-like blob on a dark noisy sky: a smooth ellipse, or a disk with two arms."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    dx, dy = xx - size / 2 - rng.normal(0, 1), yy - size / 2 - rng.normal(0, 1)
+    r = np.hypot(dx, dy / (0.8 if kind == "elliptical" else 0.6))
+    scale = size / 10
+    if kind == "elliptical":
+        light, colour = np.exp(-r / scale), np.array([1.0, 0.85, 0.6])
+    else:
+        arms = 0.5 * (1 + np.cos(2 * np.arctan2(dy, dx) - 1.5 * np.log1p(3 * r / scale)))
+        light, colour = np.exp(-r / (1.6 * scale)) * (0.3 + 0.7 * arms), np.array([0.6, 0.7, 1.0])
+    pixels = light[..., None] * colour * 230 + rng.normal(6, 3, (size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_tiny_model(root: Path, image_dir: Path, images: list[str], labels: list[int]) -> Path:
+    """A resnet18 model folder (untrained, 32 px) with test/val reports on random logits."""
+    import torch
+
+    from galaxy_core.config import Config
+    from galaxy_core.evaluate.report import build_report, write_report
+    from galaxy_core.model.build import build_model
+    from galaxy_core.model.store import save_model
+
+    torch.manual_seed(0)
+    folder = root / "tiny_model"
+    history = [{"epoch": e, "train_loss": 0.7 - 0.1 * e, "val_loss": 0.68 - 0.05 * e,
+                "val_accuracy": 0.5 + 0.1 * e, "val_macro_f1": 0.45 + 0.1 * e, "lr": 1e-3,
+                "seconds": 1.0} for e in (1, 2, 3)]
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (len(labels), 2))
+    ids = [Path(name).stem for name in images]
+    reports = {part: build_report(logits, np.array(labels), ids, images, temperature=1.4,
+                                  logit_bias=np.zeros(2)) for part in ("test", "val")}
+    test = reports["test"]["calibrated"]
+    meta = {"temperature": 1.4, "logit_bias": [0.0, 0.0],
+            "metrics": {"test": {**test["metrics"], "ece": test["ece"]}},
+            "splits": {"accuracy": {"mean": 0.6, "std": 0.05, "values": [0.55, 0.6, 0.65]},
+                       "macro_f1": {"mean": 0.5, "std": 0.04, "values": [0.46, 0.5, 0.54]}},
+            "training": {"history": history, "epochs_run": 3, "n_train": 100}}
+    save_model(folder, build_model("resnet18"), Config(arch="resnet18", image_size=32), meta)
+    for part, report in reports.items():
+        report.update(split=0, part=part, image_dir=str(image_dir))
+        write_report(folder / f"report_{part}", report)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic images (in class folders), a prepared dataset of them and a tiny model."""
+    from galaxy_core.config import Config
+    from galaxy_core.data.prepare import PrepareRequest, prepare
+
+    root = tmp_path_factory.mktemp("dashboard")
+    images = root / "images"
+    names, labels = [], []
+    for i in range(24):
+        kind = "spiral" if i % 2 else "elliptical"
+        rel = f"{kind}s/g{i:03d}.png"
+        (images / f"{kind}s").mkdir(parents=True, exist_ok=True)
+        draw_blob(kind, 64, seed=i).save(images / rel)
+        names.append(rel)
+        labels.append(1 if kind == "spiral" else 0)
+    prepare(PrepareRequest(images=images, out=root / "prepared", folders=True, n_splits=2,
+                           build_cache=False), Config(val_fraction=0.25, test_fraction=0.25))
+    model = build_tiny_model(root, images, names, labels)
+    return {"root": root, "images": images, "prepared": root / "prepared", "model": model}
+
+
+@pytest.fixture
+def navigation_only(monkeypatch):
+    """AppTest resets Streamlit's "pages/ folder" flag before every run, so each run would start
+    in the old multipage mode, where app.py is skipped and a page reruns itself through app.py
+    (see dashboard.ui.require_app) and a button click is lost in that rerun. A real server
+    clears the flag for good on its first st.navigation call; do the same here."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    class NavigationPages(PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", NavigationPages)
+
+
+def set_env(monkeypatch, assets, tmp_path) -> dict[str, Path]:
+    """Point the app at the tiny model, an empty runs folder, no real data, the tiny dataset."""
+    values = {"GALAXY_MODEL_DIR": assets["model"], "GALAXY_RUNS_DIR": tmp_path / "runs",
+              "GALAXY_DATA": tmp_path / "no_data", "GALAXY_PREPARED": assets["prepared"]}
+    for key, value in values.items():
+        monkeypatch.setenv(key, str(value))
+    return values
+
+
+@pytest.fixture
+def env(assets, tmp_path, monkeypatch, navigation_only) -> dict[str, Path]:
+    return set_env(monkeypatch, assets, tmp_path)
+
+
+def app(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def texts(at) -> str:
+    """All visible text of the page (markdown, captions, titles, alerts, metrics)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success"):
+        parts += [str(el.value) for el in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+def assert_clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error], [e.value for e in at.error]
+
+
+# --- every page renders -------------------------------------------------------------------------
+@pytest.mark.parametrize("page_file", PAGES)
+def test_every_page_renders(env, page_file):
+    at = app(page_file)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "each page has a title"
+    assert "tiny_model (GALAXY_MODEL_DIR)" in at.sidebar.selectbox[0].options
+
+
+def test_page_opened_first_still_gets_the_sidebar(assets, tmp_path, monkeypatch):
+    """Without the test-only patch: a page run on its own (Streamlit's pages/ folder mode, as for
+    the first request after a server start) reruns itself through app.py."""
+    set_env(monkeypatch, assets, tmp_path)
+    at = app("pages/evaluate.py")
+    assert not at.exception
+    assert at.sidebar.selectbox and at.sidebar.selectbox[0].label == "Model"
+    assert {"Accuracy", "Macro-F1"} <= {m.label for m in at.metric}
+
+
+def test_classify_upload_returns_prediction_and_gradcam(env):
+    at = app()
+    at.file_uploader[0].upload("spiral.png", png_bytes(draw_blob("spiral", 120)), "image/png")
+    at.run()
+    assert_clean(at)
+    predicted = [m for m in at.metric if m.label == "Predicted class"]
+    assert predicted and predicted[0].value in ("Spiral", "Elliptical")
+    assert len(at.image) >= 2, "model input and Grad-CAM overlay are shown"
+    assert at.get("plotly_chart"), "probability bars are drawn"
+    assert any(b.label.startswith("Download result") for b in at.get("download_button"))
+
+
+def test_classify_batch_has_table_csv_and_one_line_errors(env):
+    at = app()
+    uploader = at.file_uploader[0]
+    uploader.upload("a.png", png_bytes(draw_blob("spiral", 80, 1)), "image/png")
+    uploader.upload("b.jpg", png_bytes(draw_blob("elliptical", 80, 2)), "image/jpeg")
+    uploader.upload("notes.png", b"this is plainly not an image", "image/png")
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "notes.png" in errors[0] and "\n" not in errors[0]
+    assert at.dataframe, "batch results table"
+    assert any("CSV" in b.label for b in at.get("download_button"))
+    assert "Batch: 2 classified, 1 failed" in texts(at)
+    details = [s for s in at.selectbox if s.label == "Show details for"][0]
+    assert details.options == ["a.png", "b.jpg"]
+    details.set_value("b.jpg").run()
+    assert not at.exception
+    assert "b.jpg" in [h.value for h in at.subheader]
+
+
+def test_classify_examples_explain_without_data(env):
+    at = app()
+    at.radio[0].set_value("Examples").run()
+    assert not at.exception
+    assert "GALAXY_DATA" in texts(at)
+
+
+def test_evaluate_shows_metrics_and_plots(env):
+    at = app("pages/evaluate.py")
+    assert_clean(at)
+    labels = {m.label for m in at.metric}
+    assert {"Accuracy", "Macro-F1", "ECE", "ROC AUC"} <= labels
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4, "confusion matrix, reliability, ROC and spread across splits"
+    assert "Spread across splits" in texts(at)
+    assert at.dataframe, "per-class precision/recall table"
+
+
+def test_failures_gallery_and_details(env):
+    at = app("pages/failures.py")
+    assert_clean(at)
+    assert at.image, "gallery images with Grad-CAM"
+    buttons = [b for b in at.button if b.label == "Details"]
+    assert buttons
+    buttons[0].click().run()  # opens a dialog (its content is checked by the browser test)
+    assert not at.exception
+    at.button_group[0].set_value("uncertain").run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "labelled **" in m.value]
+    assert cards and all(":material/check:" in card for card in cards)
+
+
+def test_failures_without_images_says_how_to_configure(env, assets, tmp_path, monkeypatch):
+    model = tmp_path / "model_no_images"
+    shutil.copytree(assets["model"], model)
+    report_path = model / "report_test" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["image_dir"] = str(tmp_path / "gone")
+    report_path.write_text(json.dumps(report))
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
+    at = app("pages/failures.py")
+    assert not at.exception
+    assert any("GALAXY_DATA" in w.value for w in at.warning)
+
+
+def test_data_page_funnel_samples_and_command(env):
+    at = app("pages/data.py")
+    assert_clean(at)
+    assert at.get("plotly_chart"), "funnel"
+    assert at.image, "sample grid"
+    assert any("galaxy prepare" in c.value for c in at.code)
+
+
+def test_data_page_without_prepared_data(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GALAXY_PREPARED", str(tmp_path / "not_prepared"))
+    at = app("pages/data.py")
+    assert not at.exception
+    assert at.warning and "galaxy prepare" in at.warning[0].value
+    assert any("galaxy prepare" in c.value for c in at.code)
+
+
+def test_data_page_prepares_the_dataset_in_process(env, tmp_path, monkeypatch):
+    """With raw Galaxy Zoo 1 data but no prepared folder, the page offers to prepare it."""
+    root = tmp_path / "raw"
+    images = root / "gz1_sdss" / "images"
+    images.mkdir(parents=True)
+    rows = ["OBJID,CLASS"]
+    for i in range(30):
+        objid = 587722981741363200 + i
+        leaf = (0, 1, 2, 3, 0, 4)[i % 6]  # ellipticals, three spiral leaves, an uncertain one
+        rows.append(f"{objid},{leaf}")
+        draw_blob("elliptical" if leaf == 0 else "spiral", 64, seed=100 + i).save(
+            images / f"{objid}.jpeg", quality=92)
+    (root / "gz1_sdss" / "gz1_classes.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "prepared_here"
+    monkeypatch.setenv("GALAXY_DATA", str(root))
+    monkeypatch.setenv("GALAXY_PREPARED", str(out))
+    at = app("pages/data.py")
+    assert not at.exception
+    button = [b for b in at.button if b.label == "Prepare the dataset now"]
+    assert button
+    button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (out / "summary.json").is_file()
+    assert at.get("plotly_chart"), "the funnel of the new dataset"
+    assert {"Catalogue rows", "Kept elliptical", "Kept spiral"} <= {m.label for m in at.metric}
+
+
+def test_no_model_anywhere_degrades_gracefully(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(tmp_path / "no_model"))
+    monkeypatch.setattr("galaxy_core.config.SHIPPED_MODEL_DIR", tmp_path / "no_model")
+    monkeypatch.setattr("dashboard.paths.SHIPPED_MODEL_DIR", tmp_path / "no_model")
+    for page_file in PAGES:
+        at = app(page_file)
+        assert not at.exception, (page_file, [e.value for e in at.exception])
+        assert any("No shipped model yet" in w.value for w in at.sidebar.warning)
+    at = app()
+    assert "train one on the Train page" in texts(at)
+
+
+def test_train_page_lists_runs_and_finished_models(env, assets):
+    runs = env["GALAXY_RUNS_DIR"]
+    done = runs / "done"
+    shutil.copytree(assets["model"], done / "model")
+    (done / "status.json").write_text(json.dumps({"state": "finished", "epoch": 3, "epochs": 3,
+                                                  "step": 30, "total_steps": 30}))
+    (done / "log.jsonl").write_text("".join(json.dumps(
+        {"epoch": e, "train_loss": 0.5, "val_loss": 0.5, "val_accuracy": 0.7,
+         "val_macro_f1": 0.6, "lr": 1e-3, "seconds": 1}) + "\n" for e in (1, 2, 3)))
+    broken = runs / "crashed"
+    broken.mkdir()
+    (broken / "status.json").write_text(json.dumps({"state": "training", "pid": 2**22 + 12345,
+                                                    "epoch": 2, "epochs": 5}))
+    at = app("pages/train.py")
+    assert_clean(at)
+    assert "Run done" in at.sidebar.selectbox[0].options
+    assert at.dataframe, "runs overview"
+    watch = at.selectbox(key="watch_run")
+    assert set(watch.options) == {"done", "crashed"}
+    watch.set_value("crashed").run()
+    assert not at.exception
+    assert any(b.label == "Resume" for b in at.button), "a dead run can be resumed"
+    assert not any(b.label == "Stop" for b in at.button), "nothing to stop"
+
+
+def test_train_page_rejects_bad_run_name(env):
+    at = app("pages/train.py")
+    at.text_input(key="train_name").set_value("../escape")
+    [b for b in at.get("form_submit_button") if "Start" in b.label][0].click()
+    at.run()
+    assert not at.exception
+    assert any("run names use" in e.value for e in at.error)
+    assert not env["GALAXY_RUNS_DIR"].exists() or not any(env["GALAXY_RUNS_DIR"].iterdir())
+
+
+@pytest.mark.slow
+def test_train_page_starts_a_run_that_finishes_into_the_selector(env):
+    """A real (tiny) background run: 1 epoch of resnet18 at 32 px on 24 synthetic galaxies."""
+    from dashboard import training
+
+    at = app("pages/train.py")
+    at.text_input(key="train_name").set_value("tiny")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Epochs"].set_value(1)
+    numbers["Training images (0 = all)"].set_value(16)
+    numbers["Batch size"].set_value(4)
+    numbers["CPU threads (0 = all)"].set_value(1)
+    at.select_slider[0].set_value(32)
+    [b for b in at.get("form_submit_button") if "Start" in b.label][0].click()
+    at.run()
+    assert not at.exception
+    run_dir = env["GALAXY_RUNS_DIR"] / "tiny"
+    info = training.run_info(run_dir)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and info.alive:
+            time.sleep(2)
+            info = training.run_info(run_dir)
+        assert info.has_model, training.log_tail(run_dir, 40)
+    finally:
+        if info.alive:
+            training.stop(info)
+    at.run()
+    assert not at.exception
+    assert "Run tiny" in at.sidebar.selectbox[0].options
+
+
+@pytest.mark.slow
+def test_train_page_stops_a_run_and_offers_resume(env):
+    """Start a long run, press Stop once it trains, and see it interrupted and resumable."""
+    from dashboard import training
+
+    at = app("pages/train.py")
+    at.text_input(key="train_name").set_value("long")
+    numbers = {n.label: n for n in at.number_input}
+    numbers["Epochs"].set_value(200)
+    numbers["Batch size"].set_value(4)
+    numbers["CPU threads (0 = all)"].set_value(1)
+    at.select_slider[0].set_value(32)
+    [b for b in at.get("form_submit_button") if "Start" in b.label][0].click()
+    at.run()
+    run_dir = env["GALAXY_RUNS_DIR"] / "long"
+    info = training.run_info(run_dir)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and info.alive and not read_log(run_dir):
+            time.sleep(1)
+            info = training.run_info(run_dir)
+        assert info.alive and read_log(run_dir), training.log_tail(run_dir, 40)
+        at.run()
+        at.button(key="stop_long").click().run()
+        assert not at.exception
+        deadline = time.time() + 120
+        while time.time() < deadline and info.alive:
+            time.sleep(1)
+            info = training.run_info(run_dir)
+        assert not info.alive
+        assert info.state == "interrupted" and info.can_resume
+    finally:
+        if info.alive:
+            training.stop(info)
+    at.run()
+    assert any(b.label == "Resume" for b in at.button)
+
+
+def read_log(run_dir: Path) -> list:
+    """The run's per-epoch rows once the first epoch is done."""
+    from galaxy_core.train.loop import read_history
+
+    return read_history(run_dir)
