@@ -101,3 +101,24 @@ def test_aggregate_mean_std_and_missing_keys() -> None:
     assert agg["roc_auc"] == {"mean": 0.9, "std": 0.0, "values": [0.9]}
     assert "macro_f1" not in agg and "ece" not in agg
     assert set(aggregate(dicts, keys=("accuracy",))) == {"accuracy"}
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_n():
+    from galaxy_core.evaluate.metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(3)
+
+    def case(n):
+        y = rng.integers(0, 2, n)
+        correct = rng.random(n) < 0.9
+        pred = np.where(correct, y, 1 - y)
+        return y, np.eye(2)[pred] * 0.8 + 0.1, (pred == y).mean()
+
+    y, p, acc = case(200)
+    small = bootstrap_intervals(y, p, n_boot=300)
+    assert small["accuracy"][0] <= acc <= small["accuracy"][1]
+    y2, p2, _ = case(5000)
+    big = bootstrap_intervals(y2, p2, n_boot=300)
+    width = lambda ci: ci[1] - ci[0]
+    assert width(big["accuracy"]) < width(small["accuracy"]) / 3
+    assert 0 < width(small["macro_f1"]) < 0.2

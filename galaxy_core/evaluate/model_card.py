@@ -16,6 +16,11 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _ci(block: dict[str, Any], key: str, fmt: Any) -> str:
+    lo_hi = block.get("ci95", {}).get(key)
+    return f" (95% bootstrap interval {fmt(lo_hi[0])}-{fmt(lo_hi[1])})" if lo_hi else ""
+
+
 def render_model_card(model_dir: Path, notes: str = "") -> str:
     meta: dict[str, Any] = read_json(model_dir / "model.json")
     cfg = meta.get("config", {})
@@ -63,9 +68,10 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| accuracy | {_pct(m.get('accuracy'))} |",
+        f"| accuracy | {_pct(m.get('accuracy'))}{_ci(cal, 'accuracy', _pct)} |",
         f"| balanced accuracy | {_pct(m.get('balanced_accuracy'))} |",
-        f"| macro-F1 | {m.get('macro_f1', float('nan')):.4f} |",
+        f"| macro-F1 | {m.get('macro_f1', float('nan')):.4f}"
+        f"{_ci(cal, 'macro_f1', lambda v: f'{v:.4f}')} |",
         f"| ROC AUC (spiral) | {m.get('roc_auc') or float('nan'):.4f} |",
         f"| ECE (15 bins), before → after temperature scaling | {_pct(unc.get('ece'))} → "
         f"{_pct(cal.get('ece'))} |",

@@ -16,7 +16,8 @@ from galaxy_core.config import CLASSES
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.calibration import (expected_calibration_error, reliability_bins,
                                               softmax)
-from galaxy_core.evaluate.metrics import POSITIVE, classification_metrics, roc_curve_points
+from galaxy_core.evaluate.metrics import (POSITIVE, bootstrap_intervals, classification_metrics,
+                                          roc_curve_points)
 from galaxy_core.io_utils import atomic_write, read_json, write_json
 
 REPORT_FILE = "report.json"
@@ -80,7 +81,8 @@ def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images:
         "temperature": float(temperature),
         "logit_bias": [float(b) for b in bias],
         "uncalibrated": _probability_block(raw, y, classes),
-        "calibrated": _probability_block(cal, y, classes),
+        "calibrated": {**_probability_block(cal, y, classes),
+                       "ci95": bootstrap_intervals(y, cal) if len(y) > 1 else {}},
         "roc": roc_curve_points(y, cal),
         "confident_failures": [_example(int(i), cal, y, ids, images, classes) for i in failures],
         "uncertain_successes": [_example(int(i), cal, y, ids, images, classes)
