@@ -54,7 +54,7 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
     assert (result.model_dir / "ood.safetensors").is_file()
     card = (result.model_dir / "MODEL_CARD.md").read_text()
     acc = loaded.meta["metrics"]["test"]["accuracy"]
-    assert f"| accuracy | {100 * acc:.1f}% |" in card
+    assert f"| accuracy | {100 * acc:.1f}%" in card
     status = json.loads((result.run_dir / "status.json").read_text())
     assert status["state"] == "finished"
 

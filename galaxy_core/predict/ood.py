@@ -87,6 +87,9 @@ def ood_scores(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray
 
 
 def save_ood(folder: Path, state: dict[str, np.ndarray]) -> None:
+    # safetensors writes the raw buffer: a Fortran-ordered array (PCA components are) would come
+    # back transposed-scrambled, so make every array C-contiguous first.
+    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
     atomic_write(Path(folder) / OOD_FILE, lambda f: f.write(save(state)))
 
 
