@@ -162,6 +162,15 @@ def load(choice: ModelChoice | None) -> LoadedModel | None:
     return None
 
 
+def current_loaded() -> tuple[ModelChoice, LoadedModel]:
+    """The selected model, loaded; stops the page (after saying why) when there is none."""
+    choice = current()
+    loaded = load(choice)
+    if choice is None or loaded is None:
+        st.stop()
+    return choice, loaded
+
+
 def lock(loaded: LoadedModel) -> threading.Lock:
     """One lock per model: inference and Grad-CAM change the network's memory layout and hooks,
     so two sessions must not run them on the same cached network at once."""

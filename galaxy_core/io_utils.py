@@ -28,6 +28,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+def is_inside(root: str | Path, relative: str | Path) -> bool:
+    """True when ``root/relative`` stays inside ``root``: names read from a catalogue or table
+    must never reach files elsewhere (``../../etc/passwd``)."""
+    return (Path(root) / relative).resolve().is_relative_to(Path(root).resolve())
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 

@@ -25,10 +25,7 @@ st.title("Classify a galaxy")
 st.caption("Upload images from any telescope (JPEG, PNG, TIFF, FITS) or try the examples. "
            "Each gets a class, a calibrated probability and a Grad-CAM map of what drove it.")
 
-choice = models.current()
-loaded = models.load(choice)
-if loaded is None:
-    st.stop()
+choice, loaded = models.current_loaded()
 
 left, right = st.columns([2, 1])
 source = left.radio("Images from", ["Upload", "Examples"], horizontal=True,

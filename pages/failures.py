@@ -19,10 +19,7 @@ require_app()
 st.title("Where does the model fail?")
 st.caption("Galaxies of the held-out test set the model got wrong with high confidence, and "
            "ones it got right but only just, each beside the Grad-CAM of its predicted class.")
-choice = models.current()
-loaded = models.load(choice)
-if loaded is None:
-    st.stop()
+choice, loaded = models.current_loaded()
 report = models.report(choice, "test")
 if report is None:
     st.warning(f"{paths.show(choice.path)} has no test report (report_test), so there are no "

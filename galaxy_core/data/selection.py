@@ -16,6 +16,7 @@ import pandas as pd
 from galaxy_core.data.catalogues import IMAGE_SUFFIXES, LEAF_NAMES, LEAF_TO_LABEL
 from galaxy_core.data.imageio import load_image
 from galaxy_core.errors import CatalogueError, ImageLoadError
+from galaxy_core.io_utils import is_inside
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` during long steps; the CLI and the app draw it."""
@@ -87,11 +88,6 @@ def attach_images_by_id(labels: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
     return out
 
 
-def _inside(root: Path, relative: str) -> bool:
-    """True when ``root/relative`` stays inside ``root`` (catalogue paths must not escape it)."""
-    return (root / relative).resolve().is_relative_to(root.resolve())
-
-
 def _probe(path: Path) -> tuple[str, str]:
     """Decode one image fully; return (drop reason or '', content hash)."""
     if not path.is_file():
@@ -114,7 +110,7 @@ def check_images(frame: pd.DataFrame, image_dir: Path, progress: Progress | None
     out = frame.copy()
     todo = out.index[out["drop_reason"] == ""]
     names = out.loc[todo, "image"].fillna("")
-    paths = [image_dir / n if n and _inside(image_dir, n) else None for n in names]
+    paths = [image_dir / n if n and is_inside(image_dir, n) else None for n in names]
     results: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = [pool.submit(_probe, p) if p else None for p in paths]
