@@ -1,4 +1,4 @@
-"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, predict).
+"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, export, predict).
 
 Exit codes: 0 success; 1 ``predict`` could not classify some inputs; 2 bad usage or bad input
 (one line on stderr, never a traceback); 130 interrupted (training can be resumed).
@@ -91,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     if args.resume and args.epochs is None:
         config = config.replace(epochs=0)  # keep the run's own epoch count
+    if args.resume and args.patience is None:
+        config = config.replace(patience=0)  # keep the run's own patience
     splits = range(args.splits) if args.splits > 1 else [args.split]
     results = []
     for split in splits:
@@ -159,6 +161,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {name:<11} precision {pc['precision']:.4f} recall {pc['recall']:.4f} "
               f"f1 {pc['f1']:.4f} support {pc['support']}")
     print(f"report written to {out}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from galaxy_core.data.prepared import open_prepared
+    from galaxy_core.train.export import export_model
+
+    prepared = open_prepared(args.data)
+    with _bar("re-evaluating") as bar:
+        update = _progress(bar)
+
+        def progress(part: str, done: int, total: int) -> None:
+            bar.set_description(f"re-evaluating {part}", refresh=False)
+            update(done, total)
+        record = export_model(args.source, args.out, prepared, half=not args.fp32,
+                              progress=progress)
+    m = record["metrics"]["test"]
+    print(f"exported {args.source} -> {args.out} ({record['weights_dtype']}); test accuracy "
+          f"{m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f}")
     return EXIT_OK
 
 
@@ -282,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("train", "val", "test"), default="test")
     p.add_argument("--out", help="report folder (default MODEL/report_PART)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16)",
+                       description="Copy a finished model folder (e.g. runs/NAME/model) to OUT "
+                       "with fp16 weights, carry over its calibration and OOD reference, and "
+                       "measure the validation and test reports again with the exported weights "
+                       "(model.json metrics and MODEL_CARD.md are rewritten).")
+    p.add_argument("source", help="model folder written by galaxy train (RUN/model)")
+    p.add_argument("--out", required=True, help=f"target folder (e.g. {SHIPPED_MODEL_DIR})")
+    p.add_argument("--data", default="data/gz1", help="prepared folder the model was trained on")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", formatter_class=fmt, help="classify image files or folders",
                        description="Classify images (JPEG, PNG, TIFF, FITS, ...; folders are "

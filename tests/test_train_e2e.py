@@ -143,3 +143,61 @@ def test_cli_train_stops_on_sigterm_and_resumes(prepared_dir, tmp_path):
     # the run's own settings (8 epochs, resnet18, 32 px) come back from its folder
     assert [r["epoch"] for r in read_history(run)] == list(range(1, 9))
     assert (run / "model" / "model.json").is_file()
+
+
+def test_resume_with_more_epochs_extends_a_stopped_run(prepared_dir, tmp_path):
+    """Extending a run restarts the cosine schedule, so the epochs that did not improve before
+    the extension must not count towards early stopping; a plain resume keeps counting."""
+    run = tmp_path / "extend"
+
+    def stop_in_epoch_3(done, total, info):
+        if info["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    first = train(prepared_dir, run, CONFIG.replace(epochs=3, patience=1), on_step=stop_in_epoch_3)
+    assert first.state == "interrupted"
+
+    def set_bad_epochs(n: int) -> None:
+        ckpt = json.loads((run / "checkpoint.json").read_text())
+        ckpt["bad_epochs"] = n  # as if the last epochs had not improved
+        (run / "checkpoint.json").write_text(json.dumps(ckpt))
+
+    set_bad_epochs(1)
+    same = train(prepared_dir, run, CONFIG.replace(epochs=0, patience=0), resume=True,
+                 finalize=False)
+    assert same.state == "early_stopped" and len(same.history) == 2
+
+    set_bad_epochs(2)
+    longer = train(prepared_dir, run, CONFIG.replace(epochs=5, patience=2), resume=True,
+                   finalize=False)
+    assert longer.state == "finished"
+    assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4, 5]
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["epochs"] == 5 and stored["patience"] == 2
+    # epoch 3 ran on the stretched schedule: mid-way, not at the 1% floor of the old one's end
+    assert longer.history[2]["lr"] > 0.2 * CONFIG.lr
+
+
+def test_export_ships_fp16_weights_and_remeasures(prepared_dir, finished_run, tmp_path, capsys):
+    target = tmp_path / "shipped"
+    assert main(["export", str(finished_run.model_dir), "--out", str(target),
+                 "--data", str(prepared_dir)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    source, shipped = load_model(finished_run.model_dir), load_model(target)
+    assert shipped.meta["weights_dtype"] == "float16"
+    assert (target / "model.safetensors").stat().st_size < \
+        0.6 * (finished_run.model_dir / "model.safetensors").stat().st_size
+    assert shipped.temperature == source.temperature
+    assert shipped.meta["logit_bias"] == source.meta["logit_bias"]
+    assert (target / "ood.safetensors").read_bytes() == \
+        (finished_run.model_dir / "ood.safetensors").read_bytes()
+    for part in ("val", "test"):
+        report = json.loads((target / f"report_{part}" / "report.json").read_text())
+        assert report["model"] == str(target)
+        assert report["n"] == source.meta["training"][f"n_{part}"]
+    test_report = json.loads((target / "report_test" / "report.json").read_text())
+    assert shipped.meta["metrics"]["test"]["accuracy"] == \
+        test_report["calibrated"]["metrics"]["accuracy"]
+    assert f"{100 * shipped.meta['metrics']['test']['accuracy']:.1f}%" in \
+        (target / "MODEL_CARD.md").read_text()
+    assert main(["export", str(target), "--out", str(target), "--data", str(prepared_dir)]) == 2

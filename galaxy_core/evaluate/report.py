@@ -93,6 +93,15 @@ def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images:
     }
 
 
+def headline_metrics(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``metrics`` block of model.json from the val and test reports: calibrated test
+    metrics with ECE before and after scaling, and calibrated validation metrics."""
+    test = reports["test"]
+    return {"test": {**test["calibrated"]["metrics"], "ece": test["calibrated"]["ece"],
+                     "ece_uncalibrated": test["uncalibrated"]["ece"]},
+            "val": reports["val"]["calibrated"]["metrics"]}
+
+
 def _save_figure(fig: Any, path: Path) -> None:
     """Render to memory first so the atomic write never leaves a half-written PNG."""
     buffer = io.BytesIO()

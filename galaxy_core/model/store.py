@@ -26,6 +26,9 @@ from galaxy_core.io_utils import atomic_write, read_json, write_json
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
+RECORD_KEYS = ("format_version", "arch", "classes", "input_size", "crop_fraction", "mean", "std",
+               "weights_dtype", "config", "versions")
+"""Keys of model.json that ``save_model`` writes itself; everything else is the caller's meta."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
                  class_weights: np.ndarray, history: list[dict[str, Any]],
                  half: bool = False) -> Path:
     from galaxy_core.evaluate.calibration import fit_temperature
-    from galaxy_core.evaluate.report import build_report, write_report
+    from galaxy_core.evaluate.report import build_report, headline_metrics, write_report
     from galaxy_core.predict.ood import fit_ood, save_ood
 
     model = build_model(config.arch, None)
@@ -64,14 +64,11 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
     ood_state, ood_meta = fit_ood(model, train_part, val_part, config)
     save_ood(out, ood_state)
 
-    test_metrics = reports["test"]["calibrated"]["metrics"]
     meta = {
         "temperature": float(temperature),
         "logit_bias": [float(b) for b in bias],
         "ood": ood_meta,
-        "metrics": {"test": {**test_metrics, "ece": reports["test"]["calibrated"]["ece"],
-                             "ece_uncalibrated": reports["test"]["uncalibrated"]["ece"]},
-                    "val": reports["val"]["calibrated"]["metrics"]},
+        "metrics": headline_metrics(reports),
         "training": {"prepared": str(prepared.root), "source": prepared.summary.get("source"),
                      "split": split, "n_train": int(len(train_part)),
                      "n_val": int(len(val_part)), "n_test": int(len(test_part)),

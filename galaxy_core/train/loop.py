@@ -123,10 +123,14 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
     """Train (or resume) one model on one split of a prepared dataset."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    extended = False
     if resume and (run_dir / CONFIG_FILE).is_file():
-        # The run's own settings win, except that a resumed run may be given more epochs.
+        # The run's own settings win, except when it stops: a resumed run may be given more
+        # epochs (a warm restart of the cosine schedule) and a different patience (0 = keep).
         stored = Config.from_dict(read_json(run_dir / CONFIG_FILE))
-        config = stored.replace(epochs=max(stored.epochs, config.epochs))
+        extended = config.epochs > stored.epochs
+        config = stored.replace(epochs=max(stored.epochs, config.epochs),
+                                patience=config.patience or stored.patience)
     write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
                                        "split": split})
     set_threads(config.threads)
@@ -155,6 +159,10 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
         info = load_checkpoint(run_dir, model, optimizer, generator)
         if info:
             start_epoch, best_loss, bad_epochs = info["epoch"], info["best_val_loss"], info["bad_epochs"]
+            if extended:
+                # The learning rate jumps back up when the schedule is stretched, and validation
+                # loss gets worse for a while: that must not count towards early stopping.
+                bad_epochs = 0
     # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
     # epochs run again.
     history = [r for r in read_history(run_dir) if r["epoch"] <= start_epoch]
