@@ -106,5 +106,5 @@ def catalogue_input(_loaded, model_key: str, path: str) -> np.ndarray:
 
 
 def cam_caption(class_name: str) -> str:
-    return (f"Grad-CAM for '{class_name}' (last residual block, layer4[-1]): red areas pushed "
+    return (f"Grad-CAM for '{class_name}' (last convolutional block): red areas pushed "
             f"the network towards {class_name}, blue ones did not.")

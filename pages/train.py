@@ -11,6 +11,7 @@ from dashboard.ui import guard, one_line, require_app
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.plots import training_curves_figure
+from galaxy_core.model.build import LITE0, LITE0_EXTRA, available_arches
 from galaxy_core.train.loop import read_history
 
 STATE_ICONS = {"starting": ":material/hourglass_top:", "loading data": ":material/hourglass_top:",
@@ -51,8 +52,10 @@ with st.expander("Start a new run", expanded=not training.list_runs()):
     with st.form("new_run", border=False):
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("Run name", key="train_name")
-        arch = c2.selectbox("Network", ["resnet18", "resnet34", "resnet50"],
-                            help="resnet18 trains about three times faster than resnet50 on a CPU.")
+        arch = c2.selectbox("Network", available_arches(),
+                            help="resnet18 trains about three times faster than resnet50 on a CPU. "
+                            f"{LITE0} (optional extra: `{LITE0_EXTRA}`) starts from ImageNet "
+                            "weights stored on disk.")
         epochs = c3.number_input("Epochs", 1, 200, 3)
         c4, c5, c6 = st.columns(3)
         image_size = c4.select_slider("Image size (px)", [32, 48, 64, 96, 128], value=64)
@@ -71,7 +74,8 @@ with st.expander("Start a new run", expanded=not training.list_runs()):
     if submitted and prepared is not None:
         with guard("Cannot start the run"):
             run_dir = training.check_name(name.strip())
-            settings = {"arch": arch, "epochs": int(epochs), "image_size": int(image_size),
+            settings = {"arch": arch, "weights": "imagenet" if arch == LITE0 else None,
+                        "epochs": int(epochs), "image_size": int(image_size),
                         "max_train_images": int(max_images), "split": int(split),
                         "batch_size": int(batch), "lr": float(lr),
                         "threads": int(threads) or None}

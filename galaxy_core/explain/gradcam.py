@@ -1,8 +1,9 @@
 """Grad-CAM maps: which parts of the galaxy pushed the network towards a class.
 
-Uses pytorch-grad-cam on the last residual block (``layer4[-1]``). Because the prediction is an
-average over the 8 rotations/flips, the map is too: each view's map is turned back to the
-original orientation before averaging, so the map explains the same number the user is shown.
+Uses pytorch-grad-cam on the last convolutional block (``build.feature_layer``). Because the
+prediction is an average over the 8 rotations/flips, the map is too: each view's map is turned
+back to the original orientation before averaging, so the map explains the same number the
+user is shown.
 """
 
 from __future__ import annotations

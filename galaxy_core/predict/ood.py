@@ -20,6 +20,7 @@ from torch import nn
 from galaxy_core.config import Config
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.io_utils import atomic_write
+from galaxy_core.model.build import classifier_layer
 
 OOD_FILE = "ood.safetensors"
 N_COMPONENTS = 64
@@ -32,7 +33,8 @@ def penultimate_features(model: nn.Module, images: np.ndarray, config: Config,
                          batch_size: int = 64) -> np.ndarray:
     """Pooled features that feed the final linear layer, (N, D)."""
     captured: list[torch.Tensor] = []
-    handle = model.fc.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float()))
+    head = classifier_layer(model)
+    handle = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float()))
     try:
         model.eval()
         for start in range(0, len(images), batch_size):
@@ -40,7 +42,7 @@ def penultimate_features(model: nn.Module, images: np.ndarray, config: Config,
                             config.channels_last))
     finally:
         handle.remove()
-    return torch.cat(captured).numpy() if captured else np.zeros((0, model.fc.in_features))
+    return torch.cat(captured).numpy() if captured else np.zeros((0, head.in_features))
 
 
 def _distances(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
