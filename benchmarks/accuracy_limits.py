@@ -7,7 +7,10 @@ Prints, for a model folder and the prepared data it was trained on:
    detector on the full cutout): is resolution the limit?
 4. accuracy on the galaxies the model is sure about vs the rest (label noise shows up as
    confident "failures").
+With ``--figure FILE.png`` the same figures are drawn as one picture (training curve, rotation
+averaging, accuracy by galaxy size, accuracy by confidence).
 Usage: python benchmarks/accuracy_limits.py [--model models/resnet50_gz1] [--data data/gz1]
+       [--figure docs/accuracy_limits.png]
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(SHIPPED_MODEL_DIR))
     ap.add_argument("--data", default="data/gz1")
+    ap.add_argument("--figure", help="also draw the figures into this PNG file")
     args = ap.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.model)
@@ -61,8 +65,9 @@ def main() -> None:
     print(f"   {'views':<28}{'accuracy':>9}{'balanced':>10}{'macro-F1':>10}")
     variants = {"none (1 view)": views[:1].mean(0), "4 rotations": views[:4].mean(0),
                 "8 rotations + flips": views.mean(0)}
+    tta = {}
     for name, logits in variants.items():
-        m = classification_metrics(y, calibrated(loaded, logits))
+        m = tta[name] = classification_metrics(y, calibrated(loaded, logits))
         print(f"   {name:<28}{m['accuracy']:9.4f}{m['balanced_accuracy']:10.4f}{m['macro_f1']:10.4f}")
     single = np.array([(calibrated(loaded, v).argmax(1) == y).mean() for v in views])
     print(f"   single views: accuracy {single.min():.4f}-{single.max():.4f} "
@@ -94,14 +99,17 @@ def main() -> None:
     table["radius"] = radius
     bins = [0, 0.09, 0.11, 0.13, 0.16, 1.0]
     table["size_bin"] = pd.cut(table["radius"], bins)
-    for b, rows in table.groupby("size_bin", observed=True):
-        print(f"   {str(b):<16} n={len(rows):4d}  accuracy {rows['correct'].mean():.4f}")
+    by_size = table.groupby("size_bin", observed=True)["correct"].agg(["mean", "size"])
+    for b, row in by_size.iterrows():
+        print(f"   {str(b):<16} n={int(row['size']):4d}  accuracy {row['mean']:.4f}")
     print()
 
     print("4. Accuracy by model confidence")
+    by_conf = {}
     for lo, hi in ((0.5, 0.8), (0.8, 0.95), (0.95, 1.01)):
         rows = table[(table["confidence"] >= lo) & (table["confidence"] < hi)]
         if len(rows):
+            by_conf[f"{lo:.2f}-{min(hi, 1):.2f}"] = (rows["correct"].mean(), len(rows))
             print(f"   confidence {lo:.2f}-{min(hi, 1):.2f}: n={len(rows):4d}  "
                   f"accuracy {rows['correct'].mean():.4f}")
     wrong = table[~table["correct"]].sort_values("confidence", ascending=False)
@@ -110,6 +118,63 @@ def main() -> None:
         leaf = f" leaf {int(r['CLASS'])}" if "CLASS" in r and not pd.isna(r["CLASS"]) else ""
         print(f"   {r['objid']} true {r['label']:<10}{leaf} confidence {r['confidence']:.3f} "
               f"radius {r['radius']:.3f}")
+    if args.figure:
+        draw_figure(args.figure, args.model, loaded.meta.get("training", {}).get("history", []),
+                    tta, by_size, by_conf)
+        print(f"\nfigure written to {args.figure}")
+
+
+def draw_figure(path: str, title: str, history: list[dict], tta: dict[str, dict],
+                by_size: pd.DataFrame, by_conf: dict[str, tuple[float, int]]) -> None:
+    """Four panels: what the training curve, rotation averaging, galaxy size and confidence say."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 8.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    (a, b), (c, d) = fig.subplots(2, 2)
+    epochs = [r["epoch"] for r in history]
+    a.plot(epochs, [r["val_accuracy"] for r in history], "o-", label="val accuracy")
+    a.plot(epochs, [r["val_balanced_accuracy"] for r in history], "s-",
+           label="val balanced accuracy")
+    a.set_xlabel("epoch")
+    a.set_ylabel("accuracy (1 view, uncalibrated)")
+    a.set_ylim(0.6, 1.0)
+    loss = a.twinx()
+    loss.plot(epochs, [r["val_loss"] for r in history], "k--", alpha=0.6, label="val loss")
+    loss.set_ylabel("validation loss")
+    handles = a.get_legend_handles_labels()[0] + loss.get_legend_handles_labels()[0]
+    a.legend(handles=handles, loc="lower right")
+    a.set_title("Training curve")
+
+    names = list(tta)
+    b.bar(names, [tta[n]["accuracy"] for n in names], color="#4c72b0")
+    for i, n in enumerate(names):
+        b.text(i, tta[n]["accuracy"] + 0.002, f"{tta[n]['accuracy']:.3f}", ha="center")
+    low = min(tta[n]["accuracy"] for n in names)
+    b.set_ylim(low - 0.03, min(1.0, low + 0.05))
+    b.set_title("Test accuracy with rotation/flip averaging")
+
+    labels = [f"{iv.left:.2f}-{iv.right:.2f}" for iv in by_size.index]
+    c.bar(labels, by_size["mean"], color="#55a868")
+    for i, (acc, n) in enumerate(zip(by_size["mean"], by_size["size"])):
+        c.text(i, acc + 0.005, f"{acc:.3f}\nn={int(n)}", ha="center", fontsize=9)
+    c.set_ylim(0.5, 1.05)
+    c.set_xlabel("galaxy radius / cutout side")
+    c.set_ylabel("test accuracy")
+    c.set_title("Small galaxies are where the errors are")
+
+    keys = list(by_conf)
+    d.bar(keys, [by_conf[k][0] for k in keys], color="#c44e52")
+    for i, k in enumerate(keys):
+        d.text(i, by_conf[k][0] + 0.005, f"{by_conf[k][0]:.3f}\nn={by_conf[k][1]}", ha="center",
+               fontsize=9)
+    d.set_ylim(0.4, 1.08)
+    d.set_xlabel("calibrated probability of the predicted class")
+    d.set_ylabel("test accuracy")
+    d.set_title("Confidence is meaningful")
+    fig.suptitle(f"What limits {title}")
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == "__main__":
