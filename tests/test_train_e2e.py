@@ -201,3 +201,12 @@ def test_export_ships_fp16_weights_and_remeasures(prepared_dir, finished_run, tm
     assert f"{100 * shipped.meta['metrics']['test']['accuracy']:.1f}%" in \
         (target / "MODEL_CARD.md").read_text()
     assert main(["export", str(target), "--out", str(target), "--data", str(prepared_dir)]) == 2
+
+
+def test_model_card_says_where_a_run_was_extended():
+    from galaxy_core.evaluate.model_card import _restarts
+
+    rates = [1e-3, 2e-3, 1e-3, 2e-5, 1.6e-3, 8e-4, 2e-5]  # warm-up, decay, extension, decay
+    history = [{"epoch": i + 1, "lr": lr} for i, lr in enumerate(rates)]
+    assert "after epoch 4 " in _restarts(history, warmup=1)
+    assert _restarts(history[:4], warmup=1) == ""

@@ -21,6 +21,22 @@ def _ci(block: dict[str, Any], key: str, fmt: Any) -> str:
     return f" (95% bootstrap interval {fmt(lo_hi[0])}-{fmt(lo_hi[1])})" if lo_hi else ""
 
 
+def _network(arch: str | None) -> str:
+    if arch == "efficientnet_lite0":
+        return "EfficientNet-Lite0 (timm `tf_efficientnet_lite0`)"
+    return f"torchvision `{arch}`"
+
+
+def _restarts(history: list[dict[str, Any]], warmup: int) -> str:
+    """Say where a run was extended: the learning rate jumps up there (a warm restart)."""
+    after = [prev["epoch"] for prev, row in zip(history, history[1:])
+             if prev["epoch"] > warmup and row["lr"] > 1.5 * prev["lr"]]
+    if not after:
+        return ""
+    return (" The schedule was extended after epoch " + ", ".join(map(str, after))
+            + " (`--resume --epochs N`: the cosine schedule restarts from a higher rate).")
+
+
 def render_model_card(model_dir: Path, notes: str = "") -> str:
     meta: dict[str, Any] = read_json(model_dir / "model.json")
     cfg = meta.get("config", {})
@@ -37,9 +53,10 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         "Galaxy Zoo 1 labels (uncertain galaxies excluded).",
         "",
         "## Model",
-        f"- Architecture: torchvision `{meta.get('arch')}`, 2-class head "
-        f"({', '.join(meta.get('classes', []))}); trained from scratch"
-        + ("" if not cfg.get("weights") else f" from `{cfg.get('weights')}`") + ".",
+        f"- Architecture: {_network(meta.get('arch'))}, 2-class head "
+        f"({', '.join(meta.get('classes', []))}); "
+        + ("trained from scratch." if not cfg.get("weights")
+           else f"fine-tuned from `{cfg.get('weights')}` weights."),
         f"- Input: centre crop {cfg.get('crop_fraction')} of the cutout side, resized to "
         f"{meta.get('input_size')}×{meta.get('input_size')} px, normalised with mean "
         f"{meta.get('mean')} / std {meta.get('std')}.",
@@ -62,7 +79,8 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         "- Augmentation: any rotation, flips, ±10% scale, ±5% shift, brightness/contrast jitter.",
         f"- Ran {len(history)} of {cfg.get('epochs')} epochs; best validation loss at epoch "
         f"{best.get('epoch')} ({best.get('val_loss', float('nan')):.4f}, validation accuracy "
-        f"{_pct(best.get('val_accuracy'))}, before rotation averaging).",
+        f"{_pct(best.get('val_accuracy'))}, before rotation averaging)."
+        + _restarts(history, cfg.get("warmup_epochs", 0)),
         "",
         f"## Held-out test results ({m.get('n')} galaxies never seen in training or calibration)",
         "",
