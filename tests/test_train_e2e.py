@@ -157,9 +157,11 @@ def test_resume_with_more_epochs_extends_a_stopped_run(prepared_dir, tmp_path):
     first = train(prepared_dir, run, CONFIG.replace(epochs=3, patience=1), on_step=stop_in_epoch_3)
     assert first.state == "interrupted"
 
-    def set_bad_epochs(n: int) -> None:
+    def set_bad_epochs(n: int, best: float | None = None) -> None:
         ckpt = json.loads((run / "checkpoint.json").read_text())
         ckpt["bad_epochs"] = n  # as if the last epochs had not improved
+        if best is not None:
+            ckpt["best_val_loss"] = best
         (run / "checkpoint.json").write_text(json.dumps(ckpt))
 
     set_bad_epochs(1)
@@ -167,11 +169,14 @@ def test_resume_with_more_epochs_extends_a_stopped_run(prepared_dir, tmp_path):
                  finalize=False)
     assert same.state == "early_stopped" and len(same.history) == 2
 
-    set_bad_epochs(2)
+    # An old best that the new segment cannot beat: early stopping must judge the new segment
+    # on its own, while the shipped weights stay the best ones seen.
+    set_bad_epochs(2, best=0.0)
     longer = train(prepared_dir, run, CONFIG.replace(epochs=5, patience=2), resume=True,
                    finalize=False)
     assert longer.state == "finished"
     assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4, 5]
+    assert not any(r.get("best") for r in longer.history[2:])
     stored = json.loads((run / "config.json").read_text())
     assert stored["epochs"] == 5 and stored["patience"] == 2
     # epoch 3 ran on the stretched schedule: mid-way, not at the 1% floor of the old one's end

@@ -154,15 +154,17 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
     steps_per_epoch = math.ceil(len(train_part) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = steps_per_epoch * config.warmup_epochs
-    start_epoch, best_loss, bad_epochs = 0, float("inf"), 0
+    # best_loss picks the weights that ship; segment_best drives early stopping. They differ
+    # only after an extension: the stretched schedule raises the learning rate again, and the
+    # new segment must get its own chance instead of being measured against the old best.
+    start_epoch, best_loss, segment_best, bad_epochs = 0, float("inf"), float("inf"), 0
     if resume:
         info = load_checkpoint(run_dir, model, optimizer, generator)
         if info:
             start_epoch, best_loss, bad_epochs = info["epoch"], info["best_val_loss"], info["bad_epochs"]
+            segment_best = info.get("segment_best_val_loss", best_loss)
             if extended:
-                # The learning rate jumps back up when the schedule is stretched, and validation
-                # loss gets worse for a while: that must not count towards early stopping.
-                bad_epochs = 0
+                segment_best, bad_epochs = float("inf"), 0
     # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
     # epochs run again.
     history = [r for r in read_history(run_dir) if r["epoch"] <= start_epoch]
@@ -222,16 +224,18 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
             row["seconds"] = round(time.time() - started, 1)
             row["images_per_second"] = round(seen / max(row["seconds"], 1e-9), 1)
             if row["val_loss"] < best_loss - 1e-4:
-                best_loss, bad_epochs = row["val_loss"], 0
+                best_loss = row["val_loss"]
                 _save_best(run_dir, model)
                 row["best"] = True
+            if row["val_loss"] < segment_best - 1e-4:
+                segment_best, bad_epochs = row["val_loss"], 0
             else:
                 bad_epochs += 1
             _append_log(run_dir, row)
             result.history.append(row)
             save_checkpoint(run_dir, model, optimizer, generator,
                             {"epoch": epoch + 1, "best_val_loss": best_loss,
-                             "bad_epochs": bad_epochs})
+                             "segment_best_val_loss": segment_best, "bad_epochs": bad_epochs})
             _write_status(run_dir, epoch=epoch + 1, last=row)
             if on_epoch:
                 on_epoch(row)
