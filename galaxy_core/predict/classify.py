@@ -89,7 +89,7 @@ def classify_arrays(loaded: LoadedModel, arrays: np.ndarray,
             loaded.ood["_state"] = state
     scores = None
     if state is not None and len(arrays):
-        scores = ood_scores(penultimate_features(loaded.model, arrays, cfg), state)
+        scores = ood_scores(penultimate_features(loaded.model, arrays, cfg), state, arrays)
     return calibrated(loaded, logits), scores
 
 
