@@ -16,6 +16,7 @@ Usage: python benchmarks/accuracy_limits.py [--model models/resnet50_gz1] [--dat
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -173,7 +174,7 @@ def draw_figure(path: str, title: str, history: list[dict], tta: dict[str, dict]
     d.set_xlabel("calibrated probability of the predicted class")
     d.set_ylabel("test accuracy")
     d.set_title("Confidence is meaningful")
-    fig.suptitle(f"What limits {title}")
+    fig.suptitle(f"What limits {Path(title).name} (test split)")
     fig.savefig(path, dpi=90)
 
 
