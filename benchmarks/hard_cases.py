@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from galaxy_core.data.preprocess import centre_crop
+
 TILE = 160
 CROP = 0.4  # the models' own centre crop, so the sheet shows what they saw
 
@@ -27,13 +29,7 @@ def load_predictions(path: str) -> tuple[dict[str, dict], str]:
 
 
 def tile(image_path: Path, label: str, p_a: float, p_b: float) -> Image.Image:
-    img = Image.open(image_path).convert("RGB")
-    side = min(img.size)
-    margin = (1 - CROP) / 2
-    left = int(img.width / 2 - side / 2 + margin * side)
-    top = int(img.height / 2 - side / 2 + margin * side)
-    box = (left, top)
-    img = img.crop((*box, box[0] + int(CROP * side), box[1] + int(CROP * side)))
+    img = centre_crop(Image.open(image_path).convert("RGB"), CROP)
     img = img.resize((TILE, TILE), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(img)
     draw.text((3, 2), f"GZ: {label}", fill=(255, 255, 0))

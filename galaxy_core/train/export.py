@@ -15,7 +15,7 @@ from galaxy_core.evaluate.evaluate_model import evaluate_model
 from galaxy_core.evaluate.model_card import write_model_card
 from galaxy_core.evaluate.report import headline_metrics
 from galaxy_core.io_utils import atomic_write, write_json
-from galaxy_core.model.store import META_FILE, RECORD_KEYS, load_model, save_model
+from galaxy_core.model.store import META_FILE, load_model, save_model
 from galaxy_core.predict.ood import OOD_FILE
 
 PARTS = ("val", "test")
@@ -29,9 +29,8 @@ def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
     if source.resolve() == target.resolve():
         raise GalaxyError("export needs a different target folder than the source model")
     loaded = load_model(source)
-    meta = {k: v for k, v in loaded.meta.items() if k not in RECORD_KEYS}
-    split = int(meta.get("training", {}).get("split", 0))
-    save_model(target, loaded.model, loaded.config, meta, half=half)
+    split = int(loaded.meta.get("training", {}).get("split", 0))
+    save_model(target, loaded.model, loaded.config, loaded.meta, half=half)
     if (source / OOD_FILE).is_file():
         data = (source / OOD_FILE).read_bytes()
         atomic_write(target / OOD_FILE, lambda f: f.write(data))
