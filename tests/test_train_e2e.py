@@ -145,6 +145,16 @@ def test_cli_train_stops_on_sigterm_and_resumes(prepared_dir, tmp_path):
     assert (run / "model" / "model.json").is_file()
 
 
+def test_resume_of_a_run_that_never_started_trains_it(prepared_dir, tmp_path):
+    """`--splits 3 --resume` after split 0 finished: splits 1 and 2 have no folder yet, and the
+    CLI's 'keep the run's own' zeros for epochs and patience must not stop them at epoch 0."""
+    run = tmp_path / "never_started"
+    result = train(prepared_dir, run, CONFIG.replace(epochs=1, patience=0), resume=True)
+    assert result.state == "finished"
+    assert [r["epoch"] for r in result.history] == [1]
+    assert (run / "model" / "model.safetensors").is_file()
+
+
 def test_resume_with_more_epochs_extends_a_stopped_run(prepared_dir, tmp_path):
     """Extending a run restarts the cosine schedule, so the epochs that did not improve before
     the extension must not count towards early stopping; a plain resume keeps counting."""

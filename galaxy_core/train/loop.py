@@ -131,6 +131,12 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
         extended = config.epochs > stored.epochs
         config = stored.replace(epochs=max(stored.epochs, config.epochs),
                                 patience=config.patience or stored.patience)
+    else:
+        # Nothing to resume (e.g. a split that `--splits K --resume` had not reached yet): a
+        # fresh run, where 0 ("keep the run's own") falls back to the defaults.
+        defaults = Config()
+        config = config.replace(epochs=config.epochs or defaults.epochs,
+                                patience=config.patience or defaults.patience)
     write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
                                        "split": split})
     set_threads(config.threads)
@@ -140,8 +146,10 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
     prepared = open_prepared(prepared_dir)
     _write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
     train_part = _subsample(load_part(prepared, config.crop_fraction, config.image_size, split,
-                                      "train"), config.max_train_images, config.seed)
-    val_part = load_part(prepared, config.crop_fraction, config.image_size, split, "val")
+                                      "train", crop_radii=config.crop_radii),
+                            config.max_train_images, config.seed)
+    val_part = load_part(prepared, config.crop_fraction, config.image_size, split, "val",
+                         crop_radii=config.crop_radii)
 
     model = build_model(config.arch, config.weights)
     if config.channels_last:
