@@ -30,7 +30,7 @@ from galaxy_core.data.tensors import to_tensor
 from galaxy_core.evaluate.metrics import classification_metrics
 from galaxy_core.model.store import load_model
 from galaxy_core.predict.classify import calibrated
-from galaxy_core.predict.survey_match import find_galaxy
+from galaxy_core.data.galaxy_finder import find_galaxy
 from galaxy_core.train.augment import dihedral_views
 
 
@@ -57,7 +57,8 @@ def main() -> None:
     cfg = loaded.config
     prepared = open_prepared(args.data)
     split = loaded.meta.get("training", {}).get("split", 0)
-    part = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, "test")
+    part = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, "test",
+                     crop_radii=cfg.crop_radii)
     y = part.labels
     views = view_logits(loaded, part.images)
 

@@ -32,7 +32,6 @@ def _images(n: int) -> list[Path]:
 
 
 def run_variant(variant: str, n: int, size: int, arch: str, batch: int) -> dict:
-    import numpy as np
     import torch
     import torch.nn.functional as F
     import torchvision

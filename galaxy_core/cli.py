@@ -68,7 +68,8 @@ def _train_config(args: argparse.Namespace) -> Config:
     changes: dict[str, Any] = {k: v for k, v in {
         "arch": args.arch, "weights": args.weights, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "image_size": args.image_size,
-        "crop_fraction": args.crop, "max_train_images": args.max_train_images,
+        "crop_fraction": args.crop, "crop_radii": args.crop_radii,
+        "max_train_images": args.max_train_images,
         "patience": args.patience, "balance": args.balance, "threads": args.threads,
         "seed": args.seed}.items() if v is not None}
     if args.bf16:
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {defaults.lr})")
     p.add_argument("--image-size", type=int, help=f"input pixels (default {defaults.image_size})")
     p.add_argument("--crop", type=float, help=f"centre crop fraction (default {defaults.crop_fraction})")
+    p.add_argument("--crop-radii", type=float,
+                   help="size the crop to this many galaxy radii instead of a fixed fraction "
+                   f"(0 = fixed; default {defaults.crop_radii})")
     p.add_argument("--patience", type=int, help=f"early-stopping patience (default {defaults.patience})")
     p.add_argument("--balance", choices=("weights", "sampler", "none"),
                    help=f"class-imbalance handling (default {defaults.balance})")

@@ -49,6 +49,13 @@ class Config:
     crop_fraction: float = 0.4
     """Side of the centre crop as a fraction of the cutout. SDSS cutouts put the galaxy in the
     middle with a wide sky border; cropping before resizing keeps more pixels on the galaxy."""
+    crop_radii: float = 0.0
+    """When > 0, the crop side is this many galaxy radii (90 %-light radius found in the image)
+    instead of ``crop_fraction``, so every galaxy reaches the network at the same scale;
+    ``crop_fraction`` stays the fallback when no galaxy stands out of the sky. Off by default:
+    Galaxy Zoo cutouts are already scaled to each galaxy's Petrosian radius, and on GZ1 (split 0,
+    EfficientNet-Lite0, 8 epochs) 3.6 radii gave the same test accuracy as the fixed crop (89.9 %)
+    and left the smallest galaxies at 82.9 %. For cutouts at a fixed pixel scale, use it."""
     image_size: int = 96
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)

@@ -86,8 +86,8 @@ else:
             except GalaxyError as exc:
                 st.caption(one_line(exc))
                 continue
-            images.append(crop_and_resize(img, cfg.crop_fraction, cfg.image_size) if crop
-                          else img.resize((160, 160)))
+            images.append(crop_and_resize(img, cfg.crop_fraction, cfg.image_size,
+                                          cfg.crop_radii) if crop else img.resize((160, 160)))
             captions.append(str(row["objid"]))
         st.markdown(f"**{name.capitalize()}** ({len(pool):,} galaxies)")
         if images:

@@ -17,21 +17,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from galaxy_core.data.galaxy_finder import (
+    TRAINING_RADIUS_FRACTION,
+    GalaxyBox,
+    find_galaxy,
+    luminance,
+    sky_level,
+)
 from galaxy_core.data.imageio import read_image
 from galaxy_core.predict.survey_match import (
     SURVEY_SIZE,
     TRAINING_PSF_FWHM,
-    TRAINING_RADIUS_FRACTION,
     TRAINING_SKY_LEVEL,
-    GalaxyBox,
     _psf_fwhm,
     degrade_to_survey,
-    find_galaxy,
     is_survey_like,
-    luminance,
     match_to_survey,
     prepare_for_model,
-    sky_level,
 )
 
 DATA = Path(os.environ.get("GALAXY_DATA")

@@ -33,17 +33,20 @@ class Part:
         return len(self.labels)
 
 
-def cache_dir(prepared: PreparedData, crop_fraction: float, size: int) -> Path:
-    return prepared.root / "cache" / f"{size}px_crop{crop_fraction:.2f}"
+def cache_dir(prepared: PreparedData, crop_fraction: float, size: int,
+              crop_radii: float = 0.0) -> Path:
+    framing = f"radii{crop_radii:.2f}" if crop_radii > 0 else f"crop{crop_fraction:.2f}"
+    return prepared.root / "cache" / f"{size}px_{framing}"
 
 
 def decode_all(paths: list[Path], crop_fraction: float, size: int,
-               progress: Progress | None = None, workers: int = 2) -> np.ndarray:
+               progress: Progress | None = None, workers: int = 2,
+               crop_radii: float = 0.0) -> np.ndarray:
     """Decode, crop and resize every image (threads: PIL releases the GIL while decoding)."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def one(i: int) -> int:
-        out[i] = crop_and_resize(load_image(paths[i]), crop_fraction, size)
+        out[i] = crop_and_resize(load_image(paths[i]), crop_fraction, size, crop_radii)
         return i
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -54,12 +57,12 @@ def decode_all(paths: list[Path], crop_fraction: float, size: int,
 
 
 def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: int = 0,
-                progress: Progress | None = None) -> Path:
+                progress: Progress | None = None, crop_radii: float = 0.0) -> Path:
     """Write ``split{k}_{part}.npy`` and ``.csv`` for each part of split ``k``; return the folder."""
     table = prepared.split_table(split)
-    folder = cache_dir(prepared, crop_fraction, size)
+    folder = cache_dir(prepared, crop_fraction, size, crop_radii)
     all_images = decode_all([prepared.image_path(n) for n in table["image"]], crop_fraction, size,
-                            progress)
+                            progress, crop_radii=crop_radii)
     for part in PARTS:
         mask = (table["split"] == part).to_numpy()
 
@@ -74,16 +77,16 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
 
 
 def load_part(prepared: PreparedData, crop_fraction: float, size: int, split: int, part: str,
-              progress: Progress | None = None) -> Part:
+              progress: Progress | None = None, crop_radii: float = 0.0) -> Part:
     """Load one cached part, building the cache for this split first if it is not there."""
-    folder = cache_dir(prepared, crop_fraction, size)
+    folder = cache_dir(prepared, crop_fraction, size, crop_radii)
     npy, csv = folder / f"split{split}_{part}.npy", folder / f"split{split}_{part}.csv"
     if not (npy.is_file() and csv.is_file()):
-        build_cache(prepared, crop_fraction, size, split, progress)
+        build_cache(prepared, crop_fraction, size, split, progress, crop_radii)
     table = pd.read_csv(csv, dtype={"objid": str})
     images = np.load(npy, allow_pickle=False)
     if len(images) != len(table):
-        build_cache(prepared, crop_fraction, size, split, progress)
-        return load_part(prepared, crop_fraction, size, split, part)
+        build_cache(prepared, crop_fraction, size, split, progress, crop_radii)
+        return load_part(prepared, crop_fraction, size, split, part, crop_radii=crop_radii)
     labels = table["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(dtype=np.int64)
     return Part(images=images, labels=labels, table=table)

@@ -25,7 +25,8 @@ def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Report (metrics, calibration, examples) of ``loaded`` on one part of one split."""
     cfg = loaded.config
-    data = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part)
+    data = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part,
+                     crop_radii=cfg.crop_radii)
     logits = predict_logits(loaded.model, data.images, cfg.mean, cfg.std, tta=cfg.tta,
                             channels_last=cfg.channels_last, progress=progress)
     bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)

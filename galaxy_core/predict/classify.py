@@ -65,7 +65,8 @@ def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -
     """The uint8 array the model sees for a loaded RGB image, and whether it was survey-matched."""
     matched_image, matched = prepare_for_model(image, survey)
     cfg = loaded.config
-    return crop_and_resize(matched_image, cfg.crop_fraction, cfg.image_size), matched
+    return crop_and_resize(matched_image, cfg.crop_fraction, cfg.image_size,
+                           cfg.crop_radii), matched
 
 
 def calibrated(loaded: LoadedModel, logits: np.ndarray) -> np.ndarray:

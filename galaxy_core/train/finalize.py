@@ -41,7 +41,8 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
         model = model.to(memory_format=torch.channels_last)
 
     def logits_of(part_name: str) -> tuple[np.ndarray, Any]:
-        part = load_part(prepared, config.crop_fraction, config.image_size, split, part_name)
+        part = load_part(prepared, config.crop_fraction, config.image_size, split, part_name,
+                         crop_radii=config.crop_radii)
         return predict_logits(model, part.images, config.mean, config.std, tta=config.tta,
                               channels_last=config.channels_last), part
 
@@ -60,7 +61,8 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
         report["image_dir"] = str(prepared.image_dir)
         write_report(out / f"report_{name}", report)
 
-    train_part = load_part(prepared, config.crop_fraction, config.image_size, split, "train")
+    train_part = load_part(prepared, config.crop_fraction, config.image_size, split, "train",
+                           crop_radii=config.crop_radii)
     ood_state, ood_meta = fit_ood(model, train_part, val_part, config)
     save_ood(out, ood_state)
 
