@@ -178,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             bar.set_description(f"re-evaluating {part}", refresh=False)
             update(done, total)
         record = export_model(args.source, args.out, prepared, half=not args.fp32,
-                              progress=progress)
+                              progress=progress, stability=args.stability)
     m = record["metrics"]["test"]
     print(f"exported {args.source} -> {args.out} ({record['weights_dtype']}); test accuracy "
           f"{m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f}")
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help=f"target folder (e.g. {SHIPPED_MODEL_DIR})")
     p.add_argument("--data", default="data/gz1", help="prepared folder the model was trained on")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument("--stability", metavar="RUN",
+                   help="a finished 'galaxy train --splits K' folder: its mean ± std over splits "
+                   "(and the recipe that measured it) go into model.json and the model card")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", formatter_class=fmt, help="classify image files or folders",

@@ -218,6 +218,35 @@ def test_export_ships_fp16_weights_and_remeasures(prepared_dir, finished_run, tm
     assert main(["export", str(target), "--out", str(target), "--data", str(prepared_dir)]) == 2
 
 
+def test_export_attaches_the_spread_over_splits(prepared_dir, finished_run, tmp_path, capsys):
+    """--stability copies a --splits run's summary and the recipe behind it into the card."""
+    import shutil
+
+    from galaxy_core.cli import _write_split_summary
+
+    splits_run = tmp_path / "splits"
+    for k in (0, 1):  # two 'splits' that are the same finished run: the spread must be 0
+        (splits_run / f"split_{k}").mkdir(parents=True)
+        shutil.copy(finished_run.run_dir / "config.json", splits_run / f"split_{k}")
+    summary = _write_split_summary(splits_run, [finished_run.model_dir] * 2)
+    target = tmp_path / "with_stability"
+    assert main(["export", str(finished_run.model_dir), "--out", str(target), "--data",
+                 str(prepared_dir), "--stability", str(splits_run)]) == 0
+    shipped = load_model(target)
+    test_report = json.loads((finished_run.model_dir / "report_test" / "report.json").read_text())
+    assert shipped.meta["splits"]["accuracy"]["mean"] == pytest.approx(
+        test_report["calibrated"]["metrics"]["accuracy"])
+    assert shipped.meta["splits"]["accuracy"]["std"] == 0
+    assert shipped.meta["splits"] == summary
+    assert shipped.meta["splits_recipe"]["arch"] == CONFIG.arch
+    card = (target / "MODEL_CARD.md").read_text()
+    assert "## Stability across splits" in card and f"`{CONFIG.arch}` from scratch" in card
+    capsys.readouterr()
+    assert main(["export", str(finished_run.model_dir), "--out", str(tmp_path / "no"),
+                 "--data", str(prepared_dir), "--stability", str(tmp_path)]) == 2
+    assert "splits_summary.json" in capsys.readouterr().err
+
+
 def test_model_card_says_where_a_run_was_extended():
     from galaxy_core.evaluate.model_card import _restarts
 
