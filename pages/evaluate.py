@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import models, paths
 from dashboard.ui import require_app
+from galaxy_core.evaluate.model_card import describe_recipe
 from galaxy_core.evaluate.plots import (confusion_matrix_figure, reliability_figure, roc_figure,
                                         splits_figure, training_curves_figure)
 
@@ -94,8 +95,9 @@ if spread:
     st.subheader("Spread across splits")
     st.plotly_chart(splits_figure(spread), key="splits")
     n = max(len(v.get("values", [])) for v in spread.values())
-    st.caption(f"Mean ± standard deviation over {n} independent train/val/test splits: how much "
-               "of a difference between models is luck of the split.")
+    how = (describe_recipe(meta["splits_recipe"]).rstrip(":") if meta.get("splits_recipe")
+           else f"Mean ± standard deviation over {n} independent train/val/test splits")
+    st.caption(f"{how}. It shows how much of a difference between models is luck of the split.")
 
 history = (meta.get("training") or {}).get("history") or []
 with st.expander("How this model was trained", expanded=False):

@@ -38,7 +38,7 @@ def _restarts(history: list[dict[str, Any]], warmup: int) -> str:
             + " (`--resume --epochs N`: the cosine schedule restarts from a higher rate).")
 
 
-def _recipe(recipe: dict[str, Any]) -> str:
+def describe_recipe(recipe: dict[str, Any]) -> str:
     """Say how the spread was measured: by retraining a recipe on each split, maybe not this one."""
     if not recipe:
         return "Mean ± standard deviation over independently trained splits (calibrated, test):"
@@ -116,7 +116,7 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                   for c, row in zip(classes, cm)]
     if meta.get("splits"):
-        lines += ["", "## Stability across splits", "", _recipe(meta.get("splits_recipe", {})), ""]
+        lines += ["", "## Stability across splits", "", describe_recipe(meta.get("splits_recipe", {})), ""]
         lines += [f"- {k}: {v['mean']:.4f} ± {v['std']:.4f} ({len(v['values'])} splits)"
                   for k, v in meta["splits"].items()]
     lines += ["", "Plots: `report_test/confusion_matrix.png`, `report_test/reliability.png`, "
