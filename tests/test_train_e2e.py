@@ -204,8 +204,10 @@ def test_export_ships_fp16_weights_and_remeasures(prepared_dir, finished_run, tm
         0.6 * (finished_run.model_dir / "model.safetensors").stat().st_size
     assert shipped.temperature == source.temperature
     assert shipped.meta["logit_bias"] == source.meta["logit_bias"]
-    assert (target / "ood.safetensors").read_bytes() == \
-        (finished_run.model_dir / "ood.safetensors").read_bytes()
+    # the OOD reference is fitted again on the shipped weights, by the current method
+    assert (target / "ood.safetensors").is_file()
+    assert shipped.meta["ood"]["method"] == source.meta["ood"]["method"]
+    assert shipped.meta["ood"]["scale"] == pytest.approx(source.meta["ood"]["scale"], rel=0.05)
     for part in ("val", "test"):
         report = json.loads((target / f"report_{part}" / "report.json").read_text())
         assert report["model"] == str(target)
@@ -216,6 +218,25 @@ def test_export_ships_fp16_weights_and_remeasures(prepared_dir, finished_run, tm
     assert f"{100 * shipped.meta['metrics']['test']['accuracy']:.1f}%" in \
         (target / "MODEL_CARD.md").read_text()
     assert main(["export", str(target), "--out", str(target), "--data", str(prepared_dir)]) == 2
+
+
+def test_export_refits_an_old_ood_reference(prepared_dir, finished_run, tmp_path):
+    """A model whose OOD reference predates the border check must not ship without it."""
+    import shutil
+
+    old = tmp_path / "old_model"
+    shutil.copytree(finished_run.model_dir, old)
+    meta = json.loads((old / "model.json").read_text())
+    meta["ood"] = {"method": "mahalanobis-pca", "components": 4, "scale": 1.0, "warn_at": 1.0}
+    (old / "model.json").write_text(json.dumps(meta))
+    (old / "ood.safetensors").unlink()
+    target = tmp_path / "new_model"
+    assert main(["export", str(old), "--out", str(target), "--data", str(prepared_dir)]) == 0
+    shipped = load_model(target)
+    assert "border" in shipped.meta["ood"]["method"] and shipped.meta["ood"]["border_scale"] > 0
+    # each measure is scaled by its own validation 99th percentile; the score is their maximum
+    assert 0.99 <= shipped.meta["ood"]["val_score_percentiles"]["99"] <= 1.5
+    assert (target / "ood.safetensors").is_file()
 
 
 def test_export_attaches_the_spread_over_splits(prepared_dir, finished_run, tmp_path, capsys):

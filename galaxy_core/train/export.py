@@ -1,6 +1,7 @@
 """Turn a finished run's model folder into the one users get: fp16 weights (half the download),
-the calibration and OOD reference carried over, and the validation and test reports measured
-again with the exported weights, so the model card describes exactly the file that ships.
+the calibration carried over, and the OOD reference and the validation and test reports measured
+again with the exported weights, so the model card and the warnings describe exactly the file
+that ships (and an OOD reference written by an older version is never carried forward).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.evaluate_model import evaluate_model
 from galaxy_core.evaluate.model_card import write_model_card
 from galaxy_core.evaluate.report import headline_metrics
-from galaxy_core.io_utils import atomic_write, read_json, write_json
+from galaxy_core.data.cache import load_part
+from galaxy_core.io_utils import read_json, write_json
 from galaxy_core.model.store import META_FILE, load_model, save_model
-from galaxy_core.predict.ood import OOD_FILE
+from galaxy_core.predict.ood import fit_ood, save_ood
 
 PARTS = ("val", "test")
 SPLITS_SUMMARY = "splits_summary.json"
@@ -54,17 +56,19 @@ def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
     loaded = load_model(source)
     split = int(loaded.meta.get("training", {}).get("split", 0))
     save_model(target, loaded.model, loaded.config, loaded.meta, half=half)
-    if (source / OOD_FILE).is_file():
-        data = (source / OOD_FILE).read_bytes()
-        atomic_write(target / OOD_FILE, lambda f: f.write(data))
 
     exported = load_model(target)
+    cfg = exported.config
+    train_part, val_part = (load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part,
+                                      crop_radii=cfg.crop_radii) for part in ("train", "val"))
+    ood_state, ood_meta = fit_ood(exported.model, train_part, val_part, cfg)
+    save_ood(target, ood_state)
     reports = {}
     for part in PARTS:
         step = (lambda done, total, part=part: progress(part, done, total)) if progress else None
         reports[part] = evaluate_model(exported, prepared, split, part,
                                        target / f"report_{part}", step)
-    record = {**exported.meta, "metrics": headline_metrics(reports)}
+    record = {**exported.meta, "ood": ood_meta, "metrics": headline_metrics(reports)}
     if splits:
         record["splits"], record["splits_recipe"] = splits["summary"], splits["recipe"]
     write_json(target / META_FILE, record)
