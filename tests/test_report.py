@@ -165,8 +165,10 @@ def test_probability_splits_and_funnel_figures() -> None:
     agg = {"accuracy": {"mean": 0.9, "std": 0.01, "values": [0.89, 0.91]},
            "macro_f1": {"mean": 0.85, "std": 0.02, "values": [0.83, 0.87]}}
     splits = plots.splits_figure(agg)
-    assert len(splits.data) == 1
-    assert list(splits.data[0].error_y.array) == [0.01, 0.02]
+    assert len(splits.data) == 4  # per metric: the split values, then mean ± std
+    assert [list(splits.data[i].y) for i in (0, 2)] == [[0.89, 0.91], [0.83, 0.87]]
+    assert [list(splits.data[i].error_y.array) for i in (1, 3)] == [[0.01], [0.02]]
+    assert [splits.data[i].y[0] for i in (1, 3)] == [0.9, 0.85]
     funnel = plots.funnel_figure({"rows_read": 6064,
                                   "dropped": {"uncertain": 171, "image missing": 0},
                                   "kept_per_class": {"elliptical": 4345, "spiral": 1548}})

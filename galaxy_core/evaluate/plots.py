@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 
@@ -107,14 +108,29 @@ def probability_figure(probs: dict[str, float]) -> go.Figure:
 
 
 def splits_figure(aggregate: dict[str, dict[str, Any]]) -> go.Figure:
-    """Mean ± standard deviation of each metric across splits (from ``metrics.aggregate``)."""
+    """Each split's value as a dot and the mean ± std beside it, one panel per metric (from
+    ``metrics.aggregate``). Panels get their own zoomed axis: on a shared 0-1 axis a spread of a
+    point is invisible, and the spread is what this chart is for."""
     names = list(aggregate)
-    fig = go.Figure(go.Bar(
-        x=names, y=[aggregate[n]["mean"] for n in names],
-        error_y=dict(type="data", array=[aggregate[n]["std"] for n in names], visible=True),
-        text=[f"{aggregate[n]['mean']:.3f} ± {aggregate[n]['std']:.3f}" for n in names],
-        textposition="outside"))
-    fig.update_layout(yaxis_title="Mean across splits", yaxis_range=[0, 1.1])
+    fig = make_subplots(rows=1, cols=max(len(names), 1),
+                        subplot_titles=[n.replace("_", " ") for n in names])
+    for col, name in enumerate(names, start=1):
+        block = aggregate[name]
+        values = list(block.get("values", []))
+        colour = qualitative.Plotly[(col - 1) % len(qualitative.Plotly)]
+        fig.add_trace(go.Scatter(
+            x=["each split"] * len(values), y=values, mode="markers",
+            marker=dict(size=10, color=colour),
+            text=[f"split {k}" for k in range(len(values))], showlegend=False,
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=["mean ± std"], y=[block["mean"]], mode="markers",
+            marker=dict(size=12, symbol="diamond", color=colour), showlegend=False,
+            error_y=dict(type="data", array=[block["std"]], visible=True, color=colour),
+            hovertemplate=f"{block['mean']:.4f} ± {block['std']:.4f}<extra></extra>"),
+            row=1, col=col)
+        fig.update_yaxes(tickformat=".3f", row=1, col=col)
+    fig.update_layout(height=340, margin=dict(t=40, l=10, r=10, b=10))
     return fig
 
 
