@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from galaxy_core.config import SHIPPED_MODEL_DIR, default_data_root
-from galaxy_core.data.cache import load_part
+from galaxy_core.data.cache import load_framed_part
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
@@ -57,8 +57,7 @@ def main() -> None:
     cfg = loaded.config
     prepared = open_prepared(args.data)
     split = loaded.meta.get("training", {}).get("split", 0)
-    part = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, "test",
-                     crop_radii=cfg.crop_radii)
+    part = load_framed_part(prepared, cfg, split, "test")
     y = part.labels
     views = view_logits(loaded, part.images)
 

@@ -8,7 +8,7 @@ from dashboard.ui import one_line, require_app
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
-from galaxy_core.data.preprocess import crop_and_resize
+from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.plots import funnel_figure
 
@@ -86,8 +86,7 @@ else:
             except GalaxyError as exc:
                 st.caption(one_line(exc))
                 continue
-            images.append(crop_and_resize(img, cfg.crop_fraction, cfg.image_size,
-                                          cfg.crop_radii) if crop else img.resize((160, 160)))
+            images.append(frame_for_model(img, cfg) if crop else img.resize((160, 160)))
             captions.append(str(row["objid"]))
         st.markdown(f"**{name.capitalize()}** ({len(pool):,} galaxies)")
         if images:

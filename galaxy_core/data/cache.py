@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy_core.config import CLASSES
+from galaxy_core.config import CLASSES, Config
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.preprocess import crop_and_resize
 from galaxy_core.data.prepared import PreparedData
@@ -74,6 +74,13 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
         atomic_write(folder / f"split{split}_{part}.npy", save)
         write_csv(folder / f"split{split}_{part}.csv", table.loc[mask, ["objid", "label", "image"]])
     return folder
+
+
+def load_framed_part(prepared: PreparedData, config: Config, split: int, part: str) -> Part:
+    """:func:`load_part` framed as ``config`` (a run's or a model's) says: every caller that
+    feeds a model goes through here, so a new framing setting is threaded in one place."""
+    return load_part(prepared, config.crop_fraction, config.image_size, split, part,
+                     crop_radii=config.crop_radii)
 
 
 def load_part(prepared: PreparedData, crop_fraction: float, size: int, split: int, part: str,

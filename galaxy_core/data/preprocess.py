@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from galaxy_core.config import Config
 from galaxy_core.data.galaxy_finder import find_galaxy
 
 
@@ -41,6 +42,11 @@ def crop_fraction_for(img: Image.Image, crop_fraction: float, crop_radii: float 
         return crop_fraction
     low, high = ADAPTIVE_CROP_RANGE
     return float(np.clip(crop_radii * galaxy.fraction, low, high))
+
+
+def frame_for_model(img: Image.Image, config: Config) -> np.ndarray:
+    """:func:`crop_and_resize` with the framing ``config`` (a model's) stores."""
+    return crop_and_resize(img, config.crop_fraction, config.image_size, config.crop_radii)
 
 
 def crop_and_resize(img: Image.Image, crop_fraction: float, size: int,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from galaxy_core.data.cache import load_part
+from galaxy_core.data.cache import load_framed_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.evaluate.metrics import aggregate
 from galaxy_core.evaluate.report import build_report, write_report
@@ -25,8 +25,7 @@ def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Report (metrics, calibration, examples) of ``loaded`` on one part of one split."""
     cfg = loaded.config
-    data = load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part,
-                     crop_radii=cfg.crop_radii)
+    data = load_framed_part(prepared, cfg, split, part)
     logits = predict_logits(loaded.model, data.images, cfg.mean, cfg.std, tta=cfg.tta,
                             channels_last=cfg.channels_last, progress=progress)
     bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)

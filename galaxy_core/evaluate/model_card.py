@@ -116,7 +116,8 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                   for c, row in zip(classes, cm)]
     if meta.get("splits"):
-        lines += ["", "## Stability across splits", "", describe_recipe(meta.get("splits_recipe", {})), ""]
+        lines += ["", "## Stability across splits", "",
+                  describe_recipe(meta.get("splits_recipe", {})), ""]
         lines += [f"- {k}: {v['mean']:.4f} ± {v['std']:.4f} ({len(v['values'])} splits)"
                   for k, v in meta["splits"].items()]
     lines += ["", "Plots: `report_test/confusion_matrix.png`, `report_test/reliability.png`, "

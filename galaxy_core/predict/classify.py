@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from galaxy_core.data.imageio import read_image
-from galaxy_core.data.preprocess import crop_and_resize
+from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.calibration import softmax
 from galaxy_core.model.store import LoadedModel
@@ -64,9 +64,7 @@ class Prediction:
 def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
     """The uint8 array the model sees for a loaded RGB image, and whether it was survey-matched."""
     matched_image, matched = prepare_for_model(image, survey)
-    cfg = loaded.config
-    return crop_and_resize(matched_image, cfg.crop_fraction, cfg.image_size,
-                           cfg.crop_radii), matched
+    return frame_for_model(matched_image, loaded.config), matched
 
 
 def calibrated(loaded: LoadedModel, logits: np.ndarray) -> np.ndarray:

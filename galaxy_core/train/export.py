@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from galaxy_core.data.cache import load_framed_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.evaluate_model import evaluate_model
 from galaxy_core.evaluate.model_card import write_model_card
 from galaxy_core.evaluate.report import headline_metrics
-from galaxy_core.data.cache import load_part
 from galaxy_core.io_utils import read_json, write_json
 from galaxy_core.model.store import META_FILE, load_model, save_model
 from galaxy_core.predict.ood import fit_ood, save_ood
@@ -59,9 +59,8 @@ def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
 
     exported = load_model(target)
     cfg = exported.config
-    train_part, val_part = (load_part(prepared, cfg.crop_fraction, cfg.image_size, split, part,
-                                      crop_radii=cfg.crop_radii) for part in ("train", "val"))
-    ood_state, ood_meta = fit_ood(exported.model, train_part, val_part, cfg)
+    ood_state, ood_meta = fit_ood(exported.model, load_framed_part(prepared, cfg, split, "train"),
+                                  load_framed_part(prepared, cfg, split, "val"), cfg)
     save_ood(target, ood_state)
     reports = {}
     for part in PARTS:

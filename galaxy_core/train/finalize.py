@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.cache import load_part
+from galaxy_core.data.cache import load_framed_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.model.build import build_model
 from galaxy_core.model.store import save_model
@@ -41,8 +41,7 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
         model = model.to(memory_format=torch.channels_last)
 
     def logits_of(part_name: str) -> tuple[np.ndarray, Any]:
-        part = load_part(prepared, config.crop_fraction, config.image_size, split, part_name,
-                         crop_radii=config.crop_radii)
+        part = load_framed_part(prepared, config, split, part_name)
         return predict_logits(model, part.images, config.mean, config.std, tta=config.tta,
                               channels_last=config.channels_last), part
 
@@ -61,8 +60,7 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
         report["image_dir"] = str(prepared.image_dir)
         write_report(out / f"report_{name}", report)
 
-    train_part = load_part(prepared, config.crop_fraction, config.image_size, split, "train",
-                           crop_radii=config.crop_radii)
+    train_part = load_framed_part(prepared, config, split, "train")
     ood_state, ood_meta = fit_ood(model, train_part, val_part, config)
     save_ood(out, ood_state)
 

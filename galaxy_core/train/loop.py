@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.cache import Part, load_part
+from galaxy_core.data.cache import Part, load_framed_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.io_utils import read_json, write_json, write_text
@@ -145,11 +145,9 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
 
     prepared = open_prepared(prepared_dir)
     _write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
-    train_part = _subsample(load_part(prepared, config.crop_fraction, config.image_size, split,
-                                      "train", crop_radii=config.crop_radii),
+    train_part = _subsample(load_framed_part(prepared, config, split, "train"),
                             config.max_train_images, config.seed)
-    val_part = load_part(prepared, config.crop_fraction, config.image_size, split, "val",
-                         crop_radii=config.crop_radii)
+    val_part = load_framed_part(prepared, config, split, "val")
 
     model = build_model(config.arch, config.weights)
     if config.channels_last:
