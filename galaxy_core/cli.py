@@ -162,6 +162,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, pc in m["per_class"].items():
         print(f"  {name:<11} precision {pc['precision']:.4f} recall {pc['recall']:.4f} "
               f"f1 {pc['f1']:.4f} support {pc['support']}")
+    for target, hit in report["selective"]["at_accuracy"].items():
+        if hit:
+            print(f"  {float(target):.0%} accuracy when accepting p >= {hit['threshold']:.3f}: "
+                  f"keeps {hit['coverage']:.1%} of galaxies")
     print(f"report written to {out}")
     return EXIT_OK
 

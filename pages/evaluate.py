@@ -6,8 +6,10 @@ import streamlit as st
 from dashboard import models, paths
 from dashboard.ui import require_app
 from galaxy_core.evaluate.model_card import describe_recipe
-from galaxy_core.evaluate.plots import (confusion_matrix_figure, reliability_figure, roc_figure,
-                                        splits_figure, training_curves_figure)
+from galaxy_core.evaluate.plots import (confusion_matrix_figure, coverage_figure,
+                                        reliability_figure, roc_figure, splits_figure,
+                                        training_curves_figure)
+from galaxy_core.evaluate.report import selective_block
 
 require_app()
 CELL_COLOURS = [[0.0, "#151c33"], [1.0, "#3d63c9"]]
@@ -89,6 +91,21 @@ with right:
     st.subheader("ROC curve")
     st.plotly_chart(roc_figure(report.get("roc", {}), m.get("roc_auc")), key="roc")
     st.caption(f"'{classes[1]}' as the positive class; hover for the probability threshold.")
+
+selective = selective_block(report)
+if selective:
+    st.subheader("Accepting only confident answers")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(coverage_figure(selective), key="coverage")
+    with right:
+        hits = {t: h for t, h in selective["at_accuracy"].items() if h}
+        for target, hit in hits.items():
+            st.metric(f"Share kept at {float(target):.0%} accuracy", f"{hit['coverage']:.0%}",
+                      help=f"Accept answers with p ≥ {hit['threshold']:.3f}.")
+        st.caption("A survey can take the answers the model is surest of and send the rest "
+                   "to volunteers: the curve shows what that trade is worth on this set. "
+                   + ("" if hits else "No share of this set reaches 95% accuracy."))
 
 spread = models.splits_summary(choice, meta)
 if spread:

@@ -224,8 +224,13 @@ def test_evaluate_shows_metrics_and_plots(env):
     labels = {m.label for m in at.metric}
     assert {"Accuracy", "Macro-F1", "ECE", "ROC AUC"} <= labels
     charts = at.get("plotly_chart")
-    assert len(charts) >= 4, "confusion matrix, reliability, ROC and spread across splits"
+    assert len(charts) >= 5, "confusion matrix, reliability, ROC, coverage, spread"
     assert "Spread across splits" in texts(at)
+    assert "Accepting only confident answers" in texts(at)
+    report = json.loads((env["GALAXY_MODEL_DIR"] / "report_test" / "report.json").read_text())
+    hits = [t for t, h in report["selective"]["at_accuracy"].items() if h]
+    kept = [m.label for m in at.metric if m.label.startswith("Share kept at")]
+    assert len(kept) == len(hits)
     assert at.dataframe, "per-class precision/recall table"
 
 

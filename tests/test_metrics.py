@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from galaxy_core.evaluate.metrics import aggregate, classification_metrics, roc_curve_points
+from galaxy_core.evaluate.metrics import (accuracy_coverage, aggregate, classification_metrics,
+                                          coverage_at_accuracy, roc_curve_points,
+                                          selective_summary)
 
 # Five galaxies; argmax predictions are 0, 0, 1, 1, 0 against truth 0, 0, 0, 1, 1.
 Y = np.array([0, 0, 0, 1, 1])
@@ -122,3 +124,57 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_n():
     width = lambda ci: ci[1] - ci[0]
     assert width(big["accuracy"]) < width(small["accuracy"]) / 3
     assert 0 < width(small["macro_f1"]) < 0.2
+
+
+# --- accepting only confident answers --------------------------------------------------------
+
+
+def _brute_force_curve(y: np.ndarray, p: np.ndarray) -> list[tuple[float, float, float]]:
+    """Each distinct confidence as a threshold: keep every galaxy at or above it."""
+    confidence, correct = p.max(axis=1), p.argmax(axis=1) == y
+    return [((confidence >= t).mean(), correct[confidence >= t].mean(), t)
+            for t in sorted(set(confidence), reverse=True)]
+
+
+def test_accuracy_coverage_matches_thresholding_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    p1 = rng.random(300).round(2)  # many ties in confidence
+    probs = np.column_stack([1 - p1, p1])
+    curve = accuracy_coverage(y, probs, max_points=None)
+    expected = _brute_force_curve(y, probs)
+    assert len(curve["coverage"]) == len(expected)
+    for cov, acc, thr, (e_cov, e_acc, e_thr) in zip(curve["coverage"], curve["accuracy"],
+                                                    curve["threshold"], expected):
+        assert (cov, thr) == pytest.approx((e_cov, e_thr))
+        assert acc == pytest.approx(e_acc)
+    assert curve["coverage"][-1] == 1.0
+    assert curve["accuracy"][-1] == pytest.approx(accuracy_score(y, probs.argmax(axis=1)))
+
+
+def test_accuracy_coverage_thinned_keeps_the_ends_and_is_json_safe() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 2000)
+    p1 = rng.random(2000)
+    curve = accuracy_coverage(y, np.column_stack([1 - p1, p1]), max_points=40)
+    assert len(curve["coverage"]) <= 40
+    assert curve["coverage"][0] == pytest.approx(1 / 2000) and curve["coverage"][-1] == 1.0
+    assert np.all(np.diff(curve["coverage"]) > 0)
+    json.dumps(curve)
+
+
+def test_coverage_at_accuracy_reads_the_largest_set_meeting_the_target() -> None:
+    # Confidences 0.95, 0.9, 0.8, 0.7, 0.6: right, right, wrong, right, wrong.
+    y = np.array([1, 0, 0, 1, 0])
+    probs = np.array([[0.05, 0.95], [0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    curve = accuracy_coverage(y, probs)
+    assert curve["accuracy"] == pytest.approx([1.0, 1.0, 2 / 3, 3 / 4, 3 / 5])
+    assert coverage_at_accuracy(curve, 0.95) == pytest.approx(
+        {"coverage": 0.4, "accuracy": 1.0, "threshold": 0.9})
+    assert coverage_at_accuracy(curve, 0.7) == pytest.approx(
+        {"coverage": 0.8, "accuracy": 0.75, "threshold": 0.7})
+    wrong_first = np.array([[0.9, 0.1]] + [[0.4, 0.6]] * 4)
+    assert coverage_at_accuracy(accuracy_coverage(np.ones(5, dtype=int), wrong_first), 0.9) is None
+    summary = selective_summary(y, probs, targets=(0.95, 0.5))
+    assert summary["at_accuracy"]["0.95"]["coverage"] == 0.4
+    assert summary["at_accuracy"]["0.5"]["coverage"] == 1.0

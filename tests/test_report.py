@@ -12,8 +12,9 @@ from PIL import Image
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate import plots
 from galaxy_core.evaluate.calibration import expected_calibration_error, softmax
-from galaxy_core.evaluate.metrics import classification_metrics
-from galaxy_core.evaluate.report import PLOT_FILES, build_report, load_report, write_report
+from galaxy_core.evaluate.metrics import classification_metrics, selective_summary
+from galaxy_core.evaluate.report import (PLOT_FILES, accepted_at, build_report, load_report,
+                                         selective_block, write_report)
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -45,6 +46,41 @@ def test_build_report_metrics_follow_bias_then_temperature() -> None:
     assert report["n"] == 400 and report["classes"] == ["elliptical", "spiral"]
     assert sum(report["calibrated"]["reliability"]["count"]) == 400
     assert len(report["roc"]["fpr"]) > 2
+
+
+def test_report_carries_the_accuracy_coverage_of_its_calibrated_answers() -> None:
+    logits, labels, ids, images = _data()
+    report = build_report(logits, labels, ids, images, 2.5, np.array([0.3, -0.2]))
+    expected = selective_summary(labels, softmax(logits + np.array([0.3, -0.2]), 2.5))
+    assert report["selective"] == expected
+    assert report["selective"]["curve"]["accuracy"][-1] == pytest.approx(
+        report["calibrated"]["metrics"]["accuracy"])
+    # A report written before the block existed gets it rebuilt from its predictions.
+    old = {k: v for k, v in report.items() if k != "selective"}
+    rebuilt = selective_block(old)
+    assert rebuilt["at_accuracy"].keys() == expected["at_accuracy"].keys()
+    for target, hit in expected["at_accuracy"].items():
+        if hit is None:
+            assert rebuilt["at_accuracy"][target] is None
+        else:
+            assert rebuilt["at_accuracy"][target] == pytest.approx(hit)
+    assert selective_block({"classes": ["elliptical", "spiral"]}) is None
+
+
+def test_accepted_at_applies_a_threshold_chosen_elsewhere() -> None:
+    logits, labels, ids, images = _data()
+    report = build_report(logits, labels, ids, images, 2.0)
+    cal = softmax(logits, 2.0)
+    confidence, right = cal.max(axis=1), cal.argmax(axis=1) == labels
+    everything = accepted_at(report, 0.0)
+    assert everything["coverage"] == 1.0
+    assert everything["accuracy"] == pytest.approx(report["calibrated"]["metrics"]["accuracy"])
+    got = accepted_at(report, 0.9)
+    assert got["coverage"] == pytest.approx((confidence >= 0.9).mean())
+    assert got["accuracy"] == pytest.approx(right[confidence >= 0.9].mean())
+    assert got["accuracy"] > everything["accuracy"]
+    assert accepted_at(report, 1.01) is None
+    assert accepted_at({"classes": ["elliptical", "spiral"]}, 0.5) is None
 
 
 def test_bias_changes_predictions() -> None:
@@ -174,3 +210,14 @@ def test_probability_splits_and_funnel_figures() -> None:
                                   "kept_per_class": {"elliptical": 4345, "spiral": 1548}})
     assert len(funnel.data) == 1 and isinstance(funnel.data[0], go.Funnel)
     assert list(funnel.data[0].x) == [6064, 5893, 5893, 5893]
+
+
+def test_coverage_figure_marks_each_target_reached() -> None:
+    logits, labels, ids, images = _data()
+    block = build_report(logits, labels, ids, images, 2.0)["selective"]
+    fig = plots.coverage_figure(block)
+    hits = [h for h in block["at_accuracy"].values() if h]
+    assert len(fig.data) == 1 + len(hits)
+    assert list(fig.data[0].x) == block["curve"]["coverage"]
+    assert [trace.x[0] for trace in fig.data[1:]] == [h["coverage"] for h in hits]
+    assert len(plots.coverage_figure({"curve": {}, "at_accuracy": {"0.95": None}}).data) == 1

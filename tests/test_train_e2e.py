@@ -12,6 +12,7 @@ import pytest
 from galaxy_core.cli import main
 from galaxy_core.config import Config
 from galaxy_core.data.prepare import PrepareRequest, prepare
+from galaxy_core.evaluate.report import load_report
 from galaxy_core.model.store import load_model
 from galaxy_core.train.loop import read_history, train
 from tests.conftest import draw_galaxy, write_gz1_fixture
@@ -55,6 +56,13 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
     card = (result.model_dir / "MODEL_CARD.md").read_text()
     acc = loaded.meta["metrics"]["test"]["accuracy"]
     assert f"| accuracy | {100 * acc:.1f}%" in card
+    assert "leaf classes" in card and "confident Galaxy Zoo 1 labels" not in card
+    assert "`report_test/coverage.png`" in card
+    report = load_report(result.model_dir / "report_test")
+    hits = [h for h in report["selective"]["at_accuracy"].values() if h]
+    assert ("## Accepting only confident answers" in card) == bool(hits)
+    for hit in hits:
+        assert f"which keeps {100 * hit['coverage']:.1f}% of galaxies" in card
     status = json.loads((result.run_dir / "status.json").read_text())
     assert status["state"] == "finished"
 

@@ -124,6 +124,56 @@ def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
 
 
+def accuracy_coverage(y_true: np.ndarray, probs: np.ndarray,
+                      max_points: int | None = 200) -> dict[str, list[float]]:
+    """Accuracy of the answers the model is most sure of, against the fraction of galaxies kept.
+
+    A survey does not have to accept every answer: it can keep the confident ones and send the
+    rest to volunteers. Each point keeps every galaxy whose top-class probability is at least
+    ``threshold`` (galaxies with equal confidence are kept or dropped together, as a threshold
+    would), so the curve can be read as "accept p >= threshold". Thinned like the ROC points
+    unless ``max_points`` is None; the point keeping every galaxy is always last.
+    """
+    y, p = _check(y_true, probs, probs.shape[1] if np.ndim(probs) == 2 else 2)
+    confidence = p.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    correct = (p.argmax(axis=1) == y)[order]
+    sorted_conf = confidence[order]
+    # The last galaxy of each run of equal confidence closes one threshold's group.
+    ends = np.flatnonzero(np.r_[sorted_conf[1:] != sorted_conf[:-1], True])
+    kept = ends + 1
+    accuracy = np.cumsum(correct)[ends] / kept
+    coverage, threshold = kept / len(y), sorted_conf[ends]
+    if max_points is not None and len(ends) > max_points:
+        keep = np.unique(np.linspace(0, len(ends) - 1, max(max_points, 2)).round().astype(int))
+        coverage, accuracy, threshold = coverage[keep], accuracy[keep], threshold[keep]
+    return {"coverage": coverage.tolist(), "accuracy": accuracy.tolist(),
+            "threshold": threshold.tolist()}
+
+
+def coverage_at_accuracy(curve: dict[str, list[float]],
+                         target: float) -> dict[str, float] | None:
+    """The largest kept fraction whose accuracy still reaches ``target``, with its threshold;
+    None when even the single most confident group misses it."""
+    best = None
+    for cov, acc, thr in zip(curve["coverage"], curve["accuracy"], curve["threshold"]):
+        if acc >= target and (best is None or cov > best["coverage"]):
+            best = {"coverage": float(cov), "accuracy": float(acc), "threshold": float(thr)}
+    return best
+
+
+SELECTIVE_TARGETS = (0.95, 0.98, 0.99)
+
+
+def selective_summary(y_true: np.ndarray, probs: np.ndarray,
+                      targets: Sequence[float] = SELECTIVE_TARGETS) -> dict[str, Any]:
+    """The accuracy-coverage curve (thinned, for drawing) and, read off the full curve so
+    thinning cannot move them, the fraction of galaxies kept at each target accuracy."""
+    full = accuracy_coverage(y_true, probs, max_points=None)
+    return {"curve": accuracy_coverage(y_true, probs),
+            "at_accuracy": {f"{t:g}": coverage_at_accuracy(full, t) for t in targets}}
+
+
 def aggregate(metric_dicts: list[dict[str, Any]],
               keys: Iterable[str] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc",
                                      "ece")) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from galaxy_core.config import LITE0
-from galaxy_core.evaluate.report import load_report
+from galaxy_core.evaluate.report import PLOT_FILES, accepted_at, load_report, selective_block
 from galaxy_core.io_utils import read_json, write_text
 
 CARD_FILE = "MODEL_CARD.md"
@@ -38,6 +38,18 @@ def _restarts(history: list[dict[str, Any]], warmup: int) -> str:
             + " (`--resume --epochs N`: the cosine schedule restarts from a higher rate).")
 
 
+def _labels_phrase(source: str) -> str:
+    """Say which labels were learnt: a leaf-class table gives one answer per galaxy with no vote
+    threshold, not the 80% consensus that "confident" means in Galaxy Zoo papers, and the card
+    must not claim more."""
+    if source.startswith("leaf classes"):
+        return ("Galaxy Zoo 1 leaf classes (elliptical; clockwise, anticlockwise and edge-on "
+                "spirals), with mergers and 'don't know' excluded")
+    if "debiased p" in source or "UNCERTAIN" in source:
+        return "confident Galaxy Zoo 1 labels (uncertain galaxies excluded)"
+    return "labelled galaxy images"
+
+
 def describe_recipe(recipe: dict[str, Any]) -> str:
     """Say how the spread was measured: by retraining a recipe on each split, maybe not this one."""
     if not recipe:
@@ -46,6 +58,31 @@ def describe_recipe(recipe: dict[str, Any]) -> str:
     return (f"Mean ± standard deviation over splits, each trained anew with "
             f"{_network(recipe.get('arch'))} {start}, {recipe.get('epochs')} epochs at "
             f"{recipe.get('image_size')} px (calibrated, test part of each split):")
+
+
+def _selective_lines(test: dict[str, Any], val: dict[str, Any]) -> list[str]:
+    """Thresholds for accepting only confident answers. Read off the test curve they flatter a
+    little (the threshold is fitted to the very galaxies it is judged on), so each is also chosen
+    on validation and then applied to test, which is what a survey would see."""
+    selective = selective_block(test) if test else None
+    hits = [(t, h) for t, h in (selective or {}).get("at_accuracy", {}).items() if h]
+    if not hits:
+        return []
+    chosen = (selective_block(val) or {}).get("at_accuracy", {}) if val else {}
+    lines = ["", "## Accepting only confident answers", "",
+             "A survey can accept the answers the model is surest of and send the rest to "
+             "people. On the test set:", ""]
+    for target, hit in hits:
+        line = (f"- {_pct(float(target))} accuracy: accept p ≥ {hit['threshold']:.3f}, which "
+                f"keeps {_pct(hit['coverage'])} of galaxies")
+        on_val = chosen.get(target)
+        applied = accepted_at(test, on_val["threshold"]) if on_val else None
+        if applied:
+            line += (f"; the threshold chosen on validation (p ≥ {applied['threshold']:.3f}) "
+                     f"keeps {_pct(applied['coverage'])} of test galaxies at "
+                     f"{_pct(applied['accuracy'])} accuracy")
+        lines.append(line + ".")
+    return lines
 
 
 def render_model_card(model_dir: Path, notes: str = "") -> str:
@@ -60,8 +97,8 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
     lines = [
         f"# Model card: {model_dir.name}",
         "",
-        "Spiral vs elliptical classifier for SDSS-like galaxy cutouts, trained on confident "
-        "Galaxy Zoo 1 labels (uncertain galaxies excluded).",
+        "Spiral vs elliptical classifier for SDSS-like galaxy cutouts, trained on "
+        + _labels_phrase(str(train.get("source", ""))) + ".",
         "",
         "## Model",
         f"- Architecture: {_network(meta.get('arch'))}, 2-class head "
@@ -115,13 +152,13 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
                   "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                   for c, row in zip(classes, cm)]
+    lines += _selective_lines(test, load_report(model_dir / "report_val") or {})
     if meta.get("splits"):
         lines += ["", "## Stability across splits", "",
                   describe_recipe(meta.get("splits_recipe", {})), ""]
         lines += [f"- {k}: {v['mean']:.4f} ± {v['std']:.4f} ({len(v['values'])} splits)"
                   for k, v in meta["splits"].items()]
-    lines += ["", "Plots: `report_test/confusion_matrix.png`, `report_test/reliability.png`, "
-              "`report_test/roc.png`.", "",
+    lines += ["", "Plots: " + ", ".join(f"`report_test/{name}`" for name in PLOT_FILES) + ".", "",
               "## Intended use and limits",
               "- Intended: SDSS-like colour cutouts (gri composites, galaxy centred, ~0.4 arcsec/px "
               "scaled to the galaxy) of galaxies Galaxy Zoo volunteers could classify confidently.",

@@ -75,6 +75,30 @@ def roc_figure(roc: dict[str, list[float]], auc: float | None) -> go.Figure:
     return fig
 
 
+def coverage_figure(block: dict[str, Any]) -> go.Figure:
+    """Accuracy of the accepted answers against the fraction accepted, most confident first
+    (from ``metrics.selective_summary``), with a marker where each target accuracy is reached;
+    hover gives the probability threshold to accept at."""
+    curve = block.get("curve", {})
+    fig = go.Figure(go.Scatter(
+        x=curve.get("coverage", []), y=curve.get("accuracy", []), mode="lines",
+        name="Most confident first", customdata=curve.get("threshold", []),
+        hovertemplate="accept p ≥ %{customdata:.3f}<br>keeps %{x:.1%}<br>accuracy %{y:.1%}"
+                      "<extra></extra>"))
+    for target, hit in block.get("at_accuracy", {}).items():
+        if hit:
+            fig.add_trace(go.Scatter(
+                x=[hit["coverage"]], y=[hit["accuracy"]], mode="markers", marker=dict(size=10),
+                name=f"{float(target):.0%} accuracy: keep {hit['coverage']:.0%}",
+                hovertemplate=f"accept p ≥ {hit['threshold']:.3f}<br>keeps "
+                              f"{hit['coverage']:.1%}<extra></extra>"))
+    fig.update_layout(xaxis_title="Fraction of galaxies accepted",
+                      yaxis_title="Accuracy of the accepted", xaxis_range=[0, 1.01],
+                      xaxis_tickformat=".0%", yaxis_tickformat=".0%",
+                      legend=dict(x=0.01, y=0.01, xanchor="left", yanchor="bottom"))
+    return fig
+
+
 _LOSS_KEYS = (("train_loss", "Train loss"), ("val_loss", "Validation loss"))
 _SCORE_KEYS = (("val_accuracy", "Validation accuracy"), ("val_macro_f1", "Validation macro F1"))
 

@@ -17,11 +17,11 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.calibration import (expected_calibration_error, reliability_bins,
                                               softmax)
 from galaxy_core.evaluate.metrics import (POSITIVE, bootstrap_intervals, classification_metrics,
-                                          roc_curve_points)
+                                          roc_curve_points, selective_summary)
 from galaxy_core.io_utils import atomic_write, read_json, write_json
 
 REPORT_FILE = "report.json"
-PLOT_FILES = ("confusion_matrix.png", "reliability.png", "roc.png")
+PLOT_FILES = ("confusion_matrix.png", "reliability.png", "roc.png", "coverage.png")
 
 
 def _probability_block(probs: np.ndarray, labels: np.ndarray,
@@ -84,6 +84,7 @@ def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images:
         "calibrated": {**_probability_block(cal, y, classes),
                        "ci95": bootstrap_intervals(y, cal) if len(y) > 1 else {}},
         "roc": roc_curve_points(y, cal),
+        "selective": selective_summary(y, cal),
         "confident_failures": [_example(int(i), cal, y, ids, images, classes) for i in failures],
         "uncertain_successes": [_example(int(i), cal, y, ids, images, classes)
                                 for i in uncertain],
@@ -167,8 +168,59 @@ def _roc_png(report: dict[str, Any], path: Path) -> None:
     _save_figure(fig, path)
 
 
+def selective_block(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's accuracy-coverage block; for a report written before it existed, rebuilt
+    from the stored per-galaxy predictions (which hold everything it needs)."""
+    if report.get("selective"):
+        return report["selective"]
+    rows, classes = report.get("predictions") or [], report.get("classes") or list(CLASSES)
+    if not rows or len(classes) != 2:
+        return None
+    positive = f"p_{classes[POSITIVE]}"
+    p = np.array([r[positive] for r in rows], dtype=float)
+    y = np.array([classes.index(r["true"]) for r in rows])
+    return selective_summary(y, np.column_stack([1 - p, p]))
+
+
+def accepted_at(report: dict[str, Any], threshold: float) -> dict[str, float] | None:
+    """What accepting ``p >= threshold`` keeps on this report's galaxies, and how accurate the
+    kept answers are: the honest way to quote a threshold is to choose it on validation and
+    apply it here. None when nothing would be kept or the report has no predictions."""
+    rows, classes = report.get("predictions") or [], report.get("classes") or list(CLASSES)
+    if not rows or len(classes) != 2:
+        return None
+    positive = f"p_{classes[POSITIVE]}"
+    p = np.array([r[positive] for r in rows], dtype=float)
+    keep = np.maximum(p, 1 - p) >= threshold
+    if not keep.any():
+        return None
+    right = np.array([r["true"] == r["predicted"] for r in rows])
+    return {"coverage": float(keep.mean()), "accuracy": float(right[keep].mean()),
+            "threshold": float(threshold)}
+
+
+def _coverage_png(report: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    block = selective_block(report) or {"curve": {"coverage": [], "accuracy": []},
+                                        "at_accuracy": {}}
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(block["curve"]["coverage"], block["curve"]["accuracy"], label="Most confident first")
+    for target, hit in block["at_accuracy"].items():
+        if hit:
+            ax.plot(hit["coverage"], hit["accuracy"], "o",
+                    label=f"{float(target):.0%}: keep {hit['coverage']:.0%} (p ≥ {hit['threshold']:.2f})")
+    ax.set_xlim(0, 1.01)
+    ax.set_xlabel("Fraction of galaxies accepted")
+    ax.set_ylabel("Accuracy of the accepted")
+    ax.set_title("Accuracy against coverage")
+    ax.legend(loc="lower left", fontsize="small")
+    _save_figure(fig, path)
+
+
 def write_report(folder: Path, report: dict[str, Any]) -> None:
-    """Write ``report.json`` and the three PNG plots into ``folder``.
+    """Write ``report.json`` and the PNG plots into ``folder``.
 
     Uses matplotlib's object API (Figure with the Agg canvas) rather than pyplot: no display is
     needed, no global backend is switched for the caller, and nothing accumulates in pyplot's
@@ -180,6 +232,7 @@ def write_report(folder: Path, report: dict[str, Any]) -> None:
     _confusion_png(report, folder / PLOT_FILES[0])
     _reliability_png(report, folder / PLOT_FILES[1])
     _roc_png(report, folder / PLOT_FILES[2])
+    _coverage_png(report, folder / PLOT_FILES[3])
 
 
 def load_report(folder: Path) -> dict[str, Any] | None:
