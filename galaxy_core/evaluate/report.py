@@ -168,33 +168,38 @@ def _roc_png(report: dict[str, Any], path: Path) -> None:
     _save_figure(fig, path)
 
 
+def _stored_predictions(report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Labels and calibrated (N, 2) probabilities from the per-galaxy rows of a two-class
+    report, which store only the positive class's probability."""
+    rows, classes = report.get("predictions") or [], report.get("classes") or list(CLASSES)
+    if not rows or len(classes) != 2:
+        return None
+    p = np.array([r[f"p_{classes[POSITIVE]}"] for r in rows], dtype=float)
+    y = np.array([classes.index(r["true"]) for r in rows])
+    return y, np.column_stack([1 - p, p])
+
+
 def selective_block(report: dict[str, Any]) -> dict[str, Any] | None:
     """The report's accuracy-coverage block; for a report written before it existed, rebuilt
     from the stored per-galaxy predictions (which hold everything it needs)."""
     if report.get("selective"):
         return report["selective"]
-    rows, classes = report.get("predictions") or [], report.get("classes") or list(CLASSES)
-    if not rows or len(classes) != 2:
-        return None
-    positive = f"p_{classes[POSITIVE]}"
-    p = np.array([r[positive] for r in rows], dtype=float)
-    y = np.array([classes.index(r["true"]) for r in rows])
-    return selective_summary(y, np.column_stack([1 - p, p]))
+    stored = _stored_predictions(report)
+    return selective_summary(*stored) if stored else None
 
 
 def accepted_at(report: dict[str, Any], threshold: float) -> dict[str, float] | None:
     """What accepting ``p >= threshold`` keeps on this report's galaxies, and how accurate the
     kept answers are: the honest way to quote a threshold is to choose it on validation and
     apply it here. None when nothing would be kept or the report has no predictions."""
-    rows, classes = report.get("predictions") or [], report.get("classes") or list(CLASSES)
-    if not rows or len(classes) != 2:
+    stored = _stored_predictions(report)
+    if stored is None:
         return None
-    positive = f"p_{classes[POSITIVE]}"
-    p = np.array([r[positive] for r in rows], dtype=float)
-    keep = np.maximum(p, 1 - p) >= threshold
+    y, probs = stored
+    keep = probs.max(axis=1) >= threshold
     if not keep.any():
         return None
-    right = np.array([r["true"] == r["predicted"] for r in rows])
+    right = probs.argmax(axis=1) == y
     return {"coverage": float(keep.mean()), "accuracy": float(right[keep].mean()),
             "threshold": float(threshold)}
 
