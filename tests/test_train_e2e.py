@@ -270,6 +270,10 @@ def test_export_attaches_the_spread_over_splits(prepared_dir, finished_run, tmp_
     assert shipped.meta["splits_recipe"]["arch"] == CONFIG.arch
     card = (target / "MODEL_CARD.md").read_text()
     assert "## Stability across splits" in card and f"`{CONFIG.arch}` from scratch" in card
+    acc, n = summary["accuracy"]["mean"], shipped.meta["metrics"]["test"]["n"]
+    se = 100 * (acc * (1 - acc) / n) ** 0.5
+    assert f"one test split of {n} galaxies" in card
+    assert f"binomial standard error of {se:.1f} points" in card
     capsys.readouterr()
     assert main(["export", str(finished_run.model_dir), "--out", str(tmp_path / "no"),
                  "--data", str(prepared_dir), "--stability", str(tmp_path)]) == 2

@@ -3,6 +3,7 @@ figures in it can never drift from the stored model."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,12 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
                   describe_recipe(meta.get("splits_recipe", {})), ""]
         lines += [f"- {k}: {v['mean']:.4f} ± {v['std']:.4f} ({len(v['values'])} splits)"
                   for k, v in meta["splits"].items()]
+        accuracy, n = meta["splits"].get("accuracy", {}).get("mean"), m.get("n")
+        if accuracy is not None and n:
+            se = math.sqrt(accuracy * (1 - accuracy) / n)
+            lines += ["", f"For scale: one test split of {n} galaxies at {_pct(accuracy)} "
+                      f"accuracy has a binomial standard error of {100 * se:.1f} points on its "
+                      "own, so a smaller spread between splits is within sampling noise."]
     lines += ["", "Plots: " + ", ".join(f"`report_test/{name}`" for name in PLOT_FILES) + ".", "",
               "## Intended use and limits",
               "- Intended: SDSS-like colour cutouts (gri composites, galaxy centred, ~0.4 arcsec/px "
