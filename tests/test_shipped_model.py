@@ -58,6 +58,10 @@ def test_model_card_and_metrics_agree_with_the_report(shipped):
     card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
     assert f"| accuracy | {100 * m['accuracy']:.1f}%" in card
     assert shipped.meta["weights_dtype"] == "float16"
+    # The share kept at 95% accuracy is in the report and the card says the same.
+    hit = report["selective"]["at_accuracy"]["0.95"]
+    assert hit and 0.5 < hit["coverage"] < 1.0 and hit["accuracy"] >= 0.95
+    assert f"which keeps {100 * hit['coverage']:.1f}% of galaxies" in card
 
 
 def test_sample_of_test_split_matches_stored_accuracy(shipped, test_split):
