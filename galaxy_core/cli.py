@@ -79,6 +79,17 @@ def _train_config(args: argparse.Namespace) -> Config:
     return Config().replace(**changes)
 
 
+def _fraction(text: str) -> float:
+    """argparse type for an accuracy: a number in (0, 1], so 95 is caught as a mistake."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"give a fraction in (0, 1], e.g. 0.95, not {text}")
+    return value
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -201,14 +212,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = expand_paths(args.paths)
     if not paths:
         raise GalaxyError("no image files found in the given folder(s)")
+    threshold = None
+    if args.accept_at is not None:
+        from galaxy_core.evaluate.report import validation_threshold
+
+        threshold = validation_threshold(loaded.path, args.accept_at)
+        print(f"accepting answers with p >= {threshold:.3f} ({args.accept_at:.0%} accurate on "
+              "validation)", file=sys.stderr)
     with _bar("classifying", len(paths)) as bar:
         preds = classify_sources(loaded, paths, survey=args.survey_match,
                                  batch_size=args.batch_size, progress=_progress(bar))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=PREDICT_COLUMNS, lineterminator="\n")
+    columns = PREDICT_COLUMNS + (("accepted",) if threshold is not None else ())
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for p in preds:
-        writer.writerow(p.row())
+        row = p.row()
+        if threshold is not None:
+            # The threshold was measured on survey galaxies: it says nothing for an input
+            # unlike them, so an out-of-distribution answer is never accepted on its own.
+            row["accepted"] = "" if not p.ok else int(
+                max(p.p_spiral, p.p_elliptical) >= threshold and not p.unusual)
+        writer.writerow(row)
     if args.output:
         from galaxy_core.io_utils import write_text
 
@@ -340,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "
                    "only for images that are not SDSS-like cutouts")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
+                   help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
+                   "threshold at which the model was this accurate on validation (e.g. 0.95) "
+                   "and the input is not out of distribution; send the rest to people")
     p.set_defaults(func=cmd_predict)
     return parser
 

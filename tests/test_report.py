@@ -14,7 +14,7 @@ from galaxy_core.evaluate import plots
 from galaxy_core.evaluate.calibration import expected_calibration_error, softmax
 from galaxy_core.evaluate.metrics import classification_metrics, selective_summary
 from galaxy_core.evaluate.report import (PLOT_FILES, accepted_at, build_report, load_report,
-                                         selective_block, write_report)
+                                         selective_block, validation_threshold, write_report)
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -221,3 +221,22 @@ def test_coverage_figure_marks_each_target_reached() -> None:
     assert list(fig.data[0].x) == block["curve"]["coverage"]
     assert [trace.x[0] for trace in fig.data[1:]] == [h["coverage"] for h in hits]
     assert len(plots.coverage_figure({"curve": {}, "at_accuracy": {"0.95": None}}).data) == 1
+
+
+def test_validation_threshold_is_read_from_the_validation_report(tmp_path) -> None:
+    logits, labels, ids, images = _data()
+    write_report(tmp_path / "report_val", build_report(logits, labels, ids, images, 2.0))
+    cal = softmax(logits, 2.0)
+    confidence, right = cal.max(axis=1), cal.argmax(axis=1) == labels
+    threshold = validation_threshold(tmp_path, 0.9)
+    assert right[confidence >= threshold].mean() >= 0.9
+    lower = confidence[confidence < threshold]
+    assert lower.size == 0 or right[confidence >= lower.max()].mean() < 0.9  # the largest such set
+    # The most confident answer is wrong: no threshold gives 100%.
+    wrong_first = np.array(labels)
+    wrong_first[np.argmax(confidence)] ^= 1
+    write_report(tmp_path / "report_val", build_report(logits, wrong_first, ids, images, 2.0))
+    with pytest.raises(GalaxyError, match="choose a lower target"):
+        validation_threshold(tmp_path, 1.0)
+    with pytest.raises(GalaxyError, match="no validation report"):
+        validation_threshold(tmp_path / "elsewhere", 0.9)

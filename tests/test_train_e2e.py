@@ -12,8 +12,9 @@ import pytest
 from galaxy_core.cli import main
 from galaxy_core.config import Config
 from galaxy_core.data.prepare import PrepareRequest, prepare
-from galaxy_core.evaluate.report import load_report
+from galaxy_core.evaluate.report import load_report, validation_threshold
 from galaxy_core.model.store import load_model
+from galaxy_core.predict.ood import WARN_AT
 from galaxy_core.train.loop import read_history, train
 from tests.conftest import draw_galaxy, write_gz1_fixture
 
@@ -115,6 +116,30 @@ def test_cli_evaluate_and_predict(prepared_dir, finished_run, tmp_path, capsys):
         assert float(row["p_spiral"]) + float(row["p_elliptical"]) == pytest.approx(1, abs=2e-4)
         assert float(row["ood_score"]) >= 0
     assert main(["predict", str(images / "spiral.png"), "--model", str(model_dir)]) == 0
+
+    # --accept-at: the threshold comes from the validation report; failures stay blank.
+    threshold = validation_threshold(model_dir, 0.5)
+    val_rows = load_report(model_dir / "report_val")["predictions"]
+    kept = [r for r in val_rows if max(r["p_spiral"], 1 - r["p_spiral"]) >= threshold]
+    assert sum(r["true"] == r["predicted"] for r in kept) / len(kept) >= 0.5
+    assert main(["predict", str(images), "--model", str(model_dir), "--output", str(csv_path),
+                 "--accept-at", "0.5"]) == 1
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    assert rows[0]["accepted"] == ""
+    for row in rows[1:]:
+        confident = max(float(row["p_spiral"]), float(row["p_elliptical"])) >= threshold - 1e-4
+        expected = confident and float(row["ood_score"]) <= WARN_AT
+        assert row["accepted"] == str(int(expected))
+    with pytest.raises(SystemExit):
+        main(["predict", str(images), "--model", str(model_dir), "--accept-at", "95"])
+    import shutil
+
+    no_val = tmp_path / "no_val_model"
+    shutil.copytree(model_dir, no_val)
+    shutil.rmtree(no_val / "report_val")
+    capsys.readouterr()
+    assert main(["predict", str(images), "--model", str(no_val), "--accept-at", "0.9"]) == 2
+    assert "no validation report" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "empty_dir_that_is_missing"), "--model",
                  str(model_dir)]) == 1
     assert main(["predict", str(images), "--model", str(tmp_path / "no_model")]) == 2

@@ -16,7 +16,8 @@ from galaxy_core.config import CLASSES
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.calibration import (expected_calibration_error, reliability_bins,
                                               softmax)
-from galaxy_core.evaluate.metrics import (POSITIVE, bootstrap_intervals, classification_metrics,
+from galaxy_core.evaluate.metrics import (POSITIVE, accuracy_coverage, bootstrap_intervals,
+                                          classification_metrics, coverage_at_accuracy,
                                           roc_curve_points, selective_summary)
 from galaxy_core.io_utils import atomic_write, read_json, write_json
 
@@ -202,6 +203,23 @@ def accepted_at(report: dict[str, Any], threshold: float) -> dict[str, float] | 
     right = probs.argmax(axis=1) == y
     return {"coverage": float(keep.mean()), "accuracy": float(right[keep].mean()),
             "threshold": float(threshold)}
+
+
+def validation_threshold(model_dir: Path, target: float) -> float:
+    """The lowest confidence at which a model's validation answers are still ``target``
+    accurate: the threshold a survey applies to new galaxies to keep only confident answers.
+    Read from validation, never test, so the test figures stay an honest check of it."""
+    report = load_report(Path(model_dir) / "report_val")
+    if report is None:
+        raise GalaxyError(f"{model_dir} has no validation report to choose a threshold from; "
+                          f"run: galaxy evaluate --model {model_dir} --part val")
+    stored = _stored_predictions(report)
+    curve = accuracy_coverage(*stored, max_points=None) if stored else None
+    hit = coverage_at_accuracy(curve, target) if curve else None
+    if hit is None:
+        raise GalaxyError(f"no confidence threshold reaches {target:.1%} accuracy on this "
+                          "model's validation set; choose a lower target")
+    return hit["threshold"]
 
 
 def _coverage_png(report: dict[str, Any], path: Path) -> None:
