@@ -2,6 +2,7 @@
 Grad-CAM for each."""
 
 import hashlib
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -10,7 +11,9 @@ from dashboard import models, paths
 from dashboard.ui import (cam_caption, cam_overlay, one_line, require_app, thumbnail,
                           upscale)
 from galaxy_core.data.imageio import read_image
+from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.plots import probability_figure
+from galaxy_core.evaluate.report import validation_threshold
 from galaxy_core.predict.classify import classify_sources
 from galaxy_core.predict.survey_match import prepare_for_model
 
@@ -19,6 +22,19 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "fits", "fit", "fts", "gz",
 SURVEY_HELP = ("The network learned from SDSS cutouts. **auto** rescales only images that do not "
                "look like one (e.g. Hubble or amateur images: re-framed, blurred and given SDSS "
                "sky noise); **on** always does; **off** never does.")
+
+ACCEPT_AT = 0.95
+
+
+@st.cache_data(show_spinner=False)
+def accept_threshold(model_path: str) -> float | None:
+    """The validation confidence threshold for ACCEPT_AT accuracy; None when the model has no
+    validation report or never reaches it (the page then simply says nothing about it)."""
+    try:
+        return validation_threshold(Path(model_path), ACCEPT_AT)
+    except GalaxyError:
+        return None
+
 
 require_app()
 st.title("Classify a galaxy")
@@ -132,8 +148,17 @@ with c3:
     if pred.unusual:
         st.warning(f"Unusual input (OOD score {pred.ood_score:.2f} > 1): this image looks unlike "
                    "the training galaxies, so treat the label with caution.")
-    elif pred.ood_score is not None:
-        st.caption(f"OOD score {pred.ood_score:.2f} (1 or below: like the training galaxies).")
+    else:
+        if pred.ood_score is not None:
+            st.caption(f"OOD score {pred.ood_score:.2f} (1 or below: like the training "
+                       "galaxies).")
+        threshold = accept_threshold(str(loaded.path))
+        if threshold is not None:
+            sure = confidence >= threshold
+            st.caption((":material/check: Confident" if sure else ":material/help: Not confident")
+                       + f" at the {ACCEPT_AT:.0%} level: on validation, answers with p ≥ "
+                       f"{threshold:.3f} were {ACCEPT_AT:.0%} accurate"
+                       + ("." if sure else "; this one is worth a human look."))
     for note in pred.notes:
         st.caption(f"Loader: {note}")
 

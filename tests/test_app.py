@@ -191,6 +191,34 @@ def test_classify_upload_returns_prediction_and_gradcam(env):
     assert any(b.label.startswith("Download result") for b in at.get("download_button"))
 
 
+def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, assets, tmp_path,
+                                                                         monkeypatch):
+    """A model whose validation answers reach 95% accuracy above some p gets a line saying
+    whether this answer clears it."""
+    from galaxy_core.evaluate.report import build_report, validation_threshold, write_report
+
+    model = tmp_path / "model_with_threshold"
+    shutil.copytree(assets["model"], model)
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    logits = np.column_stack([-(2 * labels - 1) * rng.uniform(0, 6, 200), np.zeros(200)])
+    write_report(model / "report_val", build_report(
+        logits, labels, [f"g{i}" for i in range(200)], [f"{i}.png" for i in range(200)], 1.0))
+    threshold = validation_threshold(model, 0.95)
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
+    at = app()
+    at.file_uploader[0].upload("spiral.png", png_bytes(draw_blob("spiral", 120)), "image/png")
+    at.run()
+    assert not at.exception
+    lines = [c.value for c in at.caption if "at the 95% level" in c.value]
+    if any("Unusual input" in w.value for w in at.warning):
+        assert not lines  # an out-of-distribution answer gets no acceptance line
+    else:
+        assert len(lines) == 1 and f"p ≥ {threshold:.3f}" in lines[0]
+        confidence = float(at.metric[0].delta.split("%")[0]) / 100
+        assert ("Not confident" in lines[0]) == (confidence < threshold)
+
+
 def test_classify_batch_has_table_csv_and_one_line_errors(env):
     at = app()
     uploader = at.file_uploader[0]
