@@ -229,10 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in preds:
         row = p.row()
         if threshold is not None:
-            # The threshold was measured on survey galaxies: it says nothing for an input
-            # unlike them, so an out-of-distribution answer is never accepted on its own.
-            row["accepted"] = "" if not p.ok else int(
-                max(p.p_spiral, p.p_elliptical) >= threshold and not p.unusual)
+            row["accepted"] = int(p.accepted(threshold)) if p.ok else ""
         writer.writerow(row)
     if args.output:
         from galaxy_core.io_utils import write_text

@@ -154,7 +154,7 @@ with c3:
                        "galaxies).")
         threshold = accept_threshold(str(loaded.path))
         if threshold is not None:
-            sure = confidence >= threshold
+            sure = pred.accepted(threshold)
             st.caption((":material/check: Confident" if sure else ":material/help: Not confident")
                        + f" at the {ACCEPT_AT:.0%} level: on validation, answers with p ≥ "
                        f"{threshold:.3f} were {ACCEPT_AT:.0%} accurate"

@@ -106,6 +106,15 @@ def bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, n_boot: int = 100
             for name, v in (("accuracy", acc), ("macro_f1", f1))}
 
 
+CURVE_POINTS = 200
+"""Points kept of a stored curve: enough to draw, small enough that reports stay small."""
+
+
+def _thinned(n: int, max_points: int) -> np.ndarray:
+    """At most ``max_points`` evenly spread indices into ``n`` curve points, both ends kept."""
+    return np.unique(np.linspace(0, n - 1, max(max_points, 2)).round().astype(int))
+
+
 def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
                      max_points: int = 200) -> dict[str, list[float]]:
     """ROC points for the spiral class, thinned to at most ``max_points`` so a report with
@@ -118,14 +127,14 @@ def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
         return {"fpr": [], "tpr": [], "thresholds": []}
     fpr, tpr, thresholds = skm.roc_curve(y == POSITIVE, p[:, POSITIVE])
     if len(fpr) > max_points:
-        keep = np.unique(np.linspace(0, len(fpr) - 1, max(max_points, 2)).round().astype(int))
+        keep = _thinned(len(fpr), max_points)
         fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
     thresholds = np.minimum(thresholds, 1.0)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
 
 
 def accuracy_coverage(y_true: np.ndarray, probs: np.ndarray,
-                      max_points: int | None = 200) -> dict[str, list[float]]:
+                      max_points: int | None = CURVE_POINTS) -> dict[str, list[float]]:
     """Accuracy of the answers the model is most sure of, against the fraction of galaxies kept.
 
     A survey does not have to accept every answer: it can keep the confident ones and send the
@@ -144,11 +153,17 @@ def accuracy_coverage(y_true: np.ndarray, probs: np.ndarray,
     kept = ends + 1
     accuracy = np.cumsum(correct)[ends] / kept
     coverage, threshold = kept / len(y), sorted_conf[ends]
-    if max_points is not None and len(ends) > max_points:
-        keep = np.unique(np.linspace(0, len(ends) - 1, max(max_points, 2)).round().astype(int))
-        coverage, accuracy, threshold = coverage[keep], accuracy[keep], threshold[keep]
-    return {"coverage": coverage.tolist(), "accuracy": accuracy.tolist(),
-            "threshold": threshold.tolist()}
+    curve = {"coverage": coverage.tolist(), "accuracy": accuracy.tolist(),
+             "threshold": threshold.tolist()}
+    return curve if max_points is None else _thin_curve(curve, max_points)
+
+
+def _thin_curve(curve: dict[str, list[float]], max_points: int) -> dict[str, list[float]]:
+    n = len(curve["coverage"])
+    if n <= max_points:
+        return curve
+    keep = _thinned(n, max_points)
+    return {key: [values[i] for i in keep] for key, values in curve.items()}
 
 
 def coverage_at_accuracy(curve: dict[str, list[float]],
@@ -170,7 +185,7 @@ def selective_summary(y_true: np.ndarray, probs: np.ndarray,
     """The accuracy-coverage curve (thinned, for drawing) and, read off the full curve so
     thinning cannot move them, the fraction of galaxies kept at each target accuracy."""
     full = accuracy_coverage(y_true, probs, max_points=None)
-    return {"curve": accuracy_coverage(y_true, probs),
+    return {"curve": _thin_curve(full, CURVE_POINTS),
             "at_accuracy": {f"{t:g}": coverage_at_accuracy(full, t) for t in targets}}
 
 

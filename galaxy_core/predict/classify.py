@@ -52,6 +52,12 @@ class Prediction:
     def unusual(self) -> bool:
         return self.ood_score is not None and self.ood_score > WARN_AT
 
+    def accepted(self, threshold: float) -> bool:
+        """Whether this answer may be taken without a human look: confident enough by a
+        threshold measured on survey galaxies, which says nothing for an input unlike them, so
+        an out-of-distribution answer is never accepted on its own."""
+        return self.ok and max(self.p_spiral, self.p_elliptical) >= threshold and not self.unusual
+
     def row(self) -> dict[str, object]:
         """The CSV row documented for ``galaxy predict``."""
         fmt = (lambda v: "" if v is None else f"{v:.4f}")
