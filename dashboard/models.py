@@ -1,7 +1,9 @@
 """The sidebar model selector (shipped model and finished training runs) and the caches behind it.
 
 A model is identified by its folder plus a stamp (modification times of its files), so a run that
-finishes again in the same folder is reloaded rather than served stale from the cache.
+finishes again in the same folder is reloaded rather than served stale from the cache. The stamp is
+a plain ``version`` argument of each cached function: Streamlit leaves ``_``-named arguments out of
+the cache key, which would make it useless.
 """
 
 from __future__ import annotations
@@ -138,12 +140,12 @@ def no_model_message() -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _load(path: str, _stamp: float) -> LoadedModel:
+def _load(path: str, version: float) -> LoadedModel:
     return load_model(path)
 
 
 @st.cache_resource(max_entries=8)
-def _lock(path: str, _stamp: float) -> threading.Lock:
+def _lock(path: str, version: float) -> threading.Lock:
     return threading.Lock()
 
 
@@ -182,7 +184,7 @@ def model_key(loaded: LoadedModel) -> str:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _read_json(path: str, _stamp: float) -> dict[str, Any]:
+def _read_json(path: str, version: float) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -196,18 +198,25 @@ def read_meta(choice: ModelChoice) -> dict[str, Any]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _report(folder: str, _stamp: float) -> dict[str, Any] | None:
+def _report(folder: str, version: float) -> dict[str, Any] | None:
     return load_report(Path(folder))
+
+
+def report_version(model_dir: Path, part: str) -> float | None:
+    """When the stored report of one part was written (None if there is none): the cache key for
+    anything derived from it."""
+    try:
+        return (model_dir / f"report_{part}" / "report.json").stat().st_mtime
+    except OSError:
+        return None
 
 
 def report(choice: ModelChoice, part: str = "test") -> dict[str, Any] | None:
     """The stored evaluation report of one part (test or val); None if the model has none."""
-    folder = choice.path / f"report_{part}"
-    try:
-        mtime = (folder / "report.json").stat().st_mtime
-    except OSError:
+    version = report_version(choice.path, part)
+    if version is None:
         return None
-    return _report(str(folder), mtime)
+    return _report(str(choice.path / f"report_{part}"), version)
 
 
 def report_parts(choice: ModelChoice) -> list[str]:

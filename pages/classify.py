@@ -27,9 +27,10 @@ ACCEPT_AT = 0.95
 
 
 @st.cache_data(show_spinner=False)
-def accept_threshold(model_path: str) -> float | None:
+def accept_threshold(model_path: str, version: float | None) -> float | None:
     """The validation confidence threshold for ACCEPT_AT accuracy; None when the model has no
-    validation report or never reaches it (the page then simply says nothing about it)."""
+    validation report or never reaches it (the page then simply says nothing about it).
+    ``version`` (the report's stamp) keys the cache, so a re-evaluated model is not served stale."""
     try:
         return validation_threshold(Path(model_path), ACCEPT_AT)
     except GalaxyError:
@@ -152,7 +153,8 @@ with c3:
         if pred.ood_score is not None:
             st.caption(f"OOD score {pred.ood_score:.2f} (1 or below: like the training "
                        "galaxies).")
-        threshold = accept_threshold(str(loaded.path))
+        threshold = accept_threshold(str(loaded.path),
+                                     models.report_version(Path(loaded.path), "val"))
         if threshold is not None:
             sure = pred.accepted(threshold)
             st.caption((":material/check: Confident" if sure else ":material/help: Not confident")

@@ -219,6 +219,32 @@ def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, a
         assert ("Not confident" in lines[0]) == (confidence < threshold)
 
 
+def test_dashboard_caches_follow_a_rewritten_model_folder(tmp_path):
+    """A run that finishes again into the same folder (or a re-export) must be reloaded, not
+    served stale: the file stamps are part of every cache key."""
+    import os
+
+    from dashboard import models
+    from galaxy_core.evaluate.report import build_report, write_report
+
+    folder = tmp_path / "model"
+    choice = models.ModelChoice("m", folder)
+    rng = np.random.default_rng(0)
+    for version, n in enumerate((40, 60), start=1):
+        labels = rng.integers(0, 2, n)
+        write_report(folder / "report_test", build_report(
+            rng.normal(size=(n, 2)), labels, [f"g{i}" for i in range(n)],
+            [f"{i}.png" for i in range(n)], 1.0))
+        os.utime(folder / "report_test" / "report.json", (version * 1000, version * 1000))
+        assert models.report(choice)["n"] == n
+    (folder / "model.json").write_text('{"arch": "resnet18"}')
+    os.utime(folder / "model.json", (1000, 1000))
+    assert models.read_meta(choice)["arch"] == "resnet18"
+    (folder / "model.json").write_text('{"arch": "resnet50"}')
+    os.utime(folder / "model.json", (2000, 2000))
+    assert models.read_meta(choice)["arch"] == "resnet50"
+
+
 def test_classify_batch_has_table_csv_and_one_line_errors(env):
     at = app()
     uploader = at.file_uploader[0]
