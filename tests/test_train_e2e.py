@@ -68,6 +68,21 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
     assert status["state"] == "finished"
 
 
+def test_capped_run_records_the_galaxies_it_learned_from(prepared_dir, tmp_path):
+    """--max-train-images runs (learning curves) must say how many galaxies they really used."""
+    result = train(prepared_dir, tmp_path / "capped", CONFIG.replace(epochs=1, max_train_images=6))
+    training = load_model(result.model_dir).meta["training"]
+    assert training["n_train"] == 6 < result_train_size(prepared_dir)
+    assert "6 train /" in (result.model_dir / "MODEL_CARD.md").read_text()
+
+
+def result_train_size(prepared_dir) -> int:
+    from galaxy_core.data.cache import load_framed_part
+    from galaxy_core.data.prepared import open_prepared
+
+    return len(load_framed_part(open_prepared(prepared_dir), CONFIG, 0, "train"))
+
+
 def test_interrupt_then_resume_continues_where_it_stopped(prepared_dir, finished_run, tmp_path):
     run = tmp_path / "interrupted"
     calls = {"n": 0}

@@ -83,6 +83,19 @@ def load_framed_part(prepared: PreparedData, config: Config, split: int, part: s
                      crop_radii=config.crop_radii)
 
 
+def training_part(prepared: PreparedData, config: Config, split: int) -> Part:
+    """The training images a run actually learns from: the split's train part, cut down to a
+    fixed random ``config.max_train_images`` when that is set. Training and the model's record
+    of its data both read it here, so the card states the number of galaxies really used."""
+    part = load_framed_part(prepared, config, split, "train")
+    limit = config.max_train_images
+    if not limit or limit >= len(part):
+        return part
+    order = np.sort(np.random.default_rng(config.seed).permutation(len(part))[:limit])
+    return Part(part.images[order], part.labels[order],
+                part.table.iloc[order].reset_index(drop=True))
+
+
 def load_part(prepared: PreparedData, crop_fraction: float, size: int, split: int, part: str,
               progress: Progress | None = None, crop_radii: float = 0.0) -> Part:
     """Load one cached part, building the cache for this split first if it is not there."""

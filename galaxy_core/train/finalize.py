@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.cache import load_framed_part
+from galaxy_core.data.cache import load_framed_part, training_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.model.build import build_model
 from galaxy_core.model.store import save_model
@@ -60,7 +60,7 @@ def finalize_run(run_dir: Path, prepared: PreparedData, config: Config, split: i
         report["image_dir"] = str(prepared.image_dir)
         write_report(out / f"report_{name}", report)
 
-    train_part = load_framed_part(prepared, config, split, "train")
+    train_part = training_part(prepared, config, split)
     ood_state, ood_meta = fit_ood(model, train_part, val_part, config)
     save_ood(out, ood_state)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.cache import Part, load_framed_part
+from galaxy_core.data.cache import Part, load_framed_part, training_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.io_utils import read_json, write_json, write_text
@@ -62,14 +62,6 @@ def class_weights(labels: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarr
     """'Balanced' weights n / (C * count_c): each class contributes equally to the loss."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     return len(labels) / (n_classes * np.maximum(counts, 1))
-
-
-def _subsample(part: Part, limit: int, seed: int) -> Part:
-    if not limit or limit >= len(part):
-        return part
-    order = np.random.default_rng(seed).permutation(len(part))[:limit]
-    order.sort()
-    return Part(part.images[order], part.labels[order], part.table.iloc[order].reset_index(drop=True))
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -145,8 +137,7 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
 
     prepared = open_prepared(prepared_dir)
     _write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
-    train_part = _subsample(load_framed_part(prepared, config, split, "train"),
-                            config.max_train_images, config.seed)
+    train_part = training_part(prepared, config, split)
     val_part = load_framed_part(prepared, config, split, "val")
 
     model = build_model(config.arch, config.weights)
