@@ -327,3 +327,23 @@ def test_model_card_says_where_a_run_was_extended():
     history = [{"epoch": i + 1, "lr": lr} for i, lr in enumerate(rates)]
     assert "after epoch 4 " in _restarts(history, warmup=1)
     assert _restarts(history[:4], warmup=1) == ""
+
+
+def test_model_card_names_the_label_source_and_its_limit(finished_run, tmp_path):
+    """Leaf classes (no vote threshold) get the line on what caps accuracy; a model trained on
+    the catalogue's 80% consensus is called confident and does not get it."""
+    import shutil
+
+    from galaxy_core.evaluate.model_card import render_model_card
+
+    leaf_card = render_model_card(finished_run.model_dir)
+    assert "Leaf classes carry no vote threshold" in leaf_card
+    assert "could classify confidently" not in leaf_card
+    folder = tmp_path / "catalogue_model"
+    shutil.copytree(finished_run.model_dir, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["training"]["source"] = "Galaxy Zoo 1 table GalaxyZoo1_DR_table2.csv (debiased p >= 0.8)"
+    (folder / "model.json").write_text(json.dumps(meta))
+    card = render_model_card(folder)
+    assert "confident Galaxy Zoo 1 labels" in card
+    assert "Leaf classes carry no vote threshold" not in card

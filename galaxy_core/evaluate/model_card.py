@@ -168,7 +168,7 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
     lines += ["", "Plots: " + ", ".join(f"`report_test/{name}`" for name in PLOT_FILES) + ".", "",
               "## Intended use and limits",
               "- Intended: SDSS-like colour cutouts (gri composites, galaxy centred, ~0.4 arcsec/px "
-              "scaled to the galaxy) of galaxies Galaxy Zoo volunteers could classify confidently.",
+              "scaled to the galaxy) of spiral and elliptical galaxies.",
               "- Images from other telescopes go through survey matching (the galaxy is found, "
               "cropped and rescaled to the training scale); an out-of-distribution score above "
               f"{meta.get('ood', {}).get('warn_at', 1.0)} flags inputs unlike the training data.",
@@ -176,6 +176,11 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
               "model still answers spiral or elliptical for them.",
               "- Labels are volunteer votes; edge-on disks and faint spirals are the usual "
               "disagreements with the catalogue."]
+    if str(train.get("source", "")).startswith("leaf classes"):
+        lines.append("- Leaf classes carry no vote threshold: galaxies the volunteers split on "
+                     "have a hard label all the same. They, more than the network, cap the "
+                     "accuracy (a learning curve on these labels flattens: README, 'What limits "
+                     "the accuracy'); the calibrated probability shows which galaxies they are.")
     if notes:
         lines += ["", notes]
     return "\n".join(lines) + "\n"
