@@ -110,13 +110,8 @@ CURVE_POINTS = 200
 """Points kept of a stored curve: enough to draw, small enough that reports stay small."""
 
 
-def _thinned(n: int, max_points: int) -> np.ndarray:
-    """At most ``max_points`` evenly spread indices into ``n`` curve points, both ends kept."""
-    return np.unique(np.linspace(0, n - 1, max(max_points, 2)).round().astype(int))
-
-
 def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
-                     max_points: int = 200) -> dict[str, list[float]]:
+                     max_points: int = CURVE_POINTS) -> dict[str, list[float]]:
     """ROC points for the spiral class, thinned to at most ``max_points`` so a report with
     thousands of galaxies stays small; the end points are always kept. The first threshold,
     which sklearn sets to infinity (nothing predicted positive), is stored as 1.0 so the result
@@ -126,11 +121,9 @@ def roc_curve_points(y_true: np.ndarray, probs: np.ndarray,
     if len(np.unique(y)) < 2:
         return {"fpr": [], "tpr": [], "thresholds": []}
     fpr, tpr, thresholds = skm.roc_curve(y == POSITIVE, p[:, POSITIVE])
-    if len(fpr) > max_points:
-        keep = _thinned(len(fpr), max_points)
-        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
-    thresholds = np.minimum(thresholds, 1.0)
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+    curve = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+             "thresholds": np.minimum(thresholds, 1.0).tolist()}
+    return _thin_curve(curve, max_points)
 
 
 def accuracy_coverage(y_true: np.ndarray, probs: np.ndarray,
@@ -159,10 +152,11 @@ def accuracy_coverage(y_true: np.ndarray, probs: np.ndarray,
 
 
 def _thin_curve(curve: dict[str, list[float]], max_points: int) -> dict[str, list[float]]:
-    n = len(curve["coverage"])
+    """Every column of a curve thinned alike to at most ``max_points`` points, ends kept."""
+    n = len(next(iter(curve.values())))
     if n <= max_points:
         return curve
-    keep = _thinned(n, max_points)
+    keep = np.unique(np.linspace(0, n - 1, max(max_points, 2)).round().astype(int))
     return {key: [values[i] for i in keep] for key, values in curve.items()}
 
 
