@@ -72,11 +72,11 @@ def test_capped_run_records_the_galaxies_it_learned_from(prepared_dir, tmp_path)
     """--max-train-images runs (learning curves) must say how many galaxies they really used."""
     result = train(prepared_dir, tmp_path / "capped", CONFIG.replace(epochs=1, max_train_images=6))
     training = load_model(result.model_dir).meta["training"]
-    assert training["n_train"] == 6 < result_train_size(prepared_dir)
+    assert training["n_train"] == 6 < _whole_train_part_size(prepared_dir)
     assert "6 train /" in (result.model_dir / "MODEL_CARD.md").read_text()
 
 
-def result_train_size(prepared_dir) -> int:
+def _whole_train_part_size(prepared_dir) -> int:
     from galaxy_core.data.cache import load_framed_part
     from galaxy_core.data.prepared import open_prepared
 

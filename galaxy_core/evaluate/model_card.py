@@ -39,11 +39,16 @@ def _restarts(history: list[dict[str, Any]], warmup: int) -> str:
             + " (`--resume --epochs N`: the cosine schedule restarts from a higher rate).")
 
 
+def _from_leaf_classes(source: str) -> bool:
+    """Whether the labels came from a leaf-class table (``galaxy prepare --labels``)."""
+    return source.startswith("leaf classes")
+
+
 def _labels_phrase(source: str) -> str:
     """Say which labels were learnt: a leaf-class table gives one answer per galaxy with no vote
     threshold, not the 80% consensus that "confident" means in Galaxy Zoo papers, and the card
     must not claim more."""
-    if source.startswith("leaf classes"):
+    if _from_leaf_classes(source):
         return ("Galaxy Zoo 1 leaf classes (elliptical; clockwise, anticlockwise and edge-on "
                 "spirals), with mergers and 'don't know' excluded")
     if "debiased p" in source or "UNCERTAIN" in source:
@@ -176,7 +181,7 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
               "model still answers spiral or elliptical for them.",
               "- Labels are volunteer votes; edge-on disks and faint spirals are the usual "
               "disagreements with the catalogue."]
-    if str(train.get("source", "")).startswith("leaf classes"):
+    if _from_leaf_classes(str(train.get("source", ""))):
         lines.append("- Leaf classes carry no vote threshold: galaxies the volunteers split on "
                      "have a hard label all the same. They, more than the network, cap the "
                      "accuracy (a learning curve on these labels flattens: README, 'What limits "
