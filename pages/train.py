@@ -12,7 +12,7 @@ from galaxy_core.data.prepared import open_prepared
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.plots import training_curves_figure
 from galaxy_core.model.build import LITE0, LITE0_EXTRA, available_arches
-from galaxy_core.train.loop import read_history
+from galaxy_core.train.run_folder import read_history
 
 STATE_ICONS = {"starting": ":material/hourglass_top:", "loading data": ":material/hourglass_top:",
                "training": ":material/autorenew:", "evaluating": ":material/science:",

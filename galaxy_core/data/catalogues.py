@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from galaxy_core.data.imageio import IMAGE_SUFFIXES
 from galaxy_core.errors import CatalogueError
 
 GZ1_COLUMNS = ("OBJID", "RA", "DEC", "NVOTE", "P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG",
@@ -28,7 +29,6 @@ LEAF_TO_LABEL = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "spiral", 4: None
 """GZ1 leaves to our two classes; DK (don't know) and MG (merger) are uncertain (None)."""
 
 FOLDER_LABELS = {"ellipticals": "elliptical", "spirals": "spiral"}
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".fits", ".fit")
 
 
 def _read_csv(path: str | Path, what: str) -> pd.DataFrame:

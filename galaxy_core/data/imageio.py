@@ -52,6 +52,12 @@ _SUFFIX_FORMAT = {
     ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF", ".bmp": "BMP", ".webp": "WEBP",
     ".fits": "FITS", ".fit": "FITS", ".fts": "FITS",
 }
+IMAGE_SUFFIXES: tuple[str, ...] = tuple(_SUFFIX_FORMAT)
+"""File suffixes of the image kinds this loader reads: the one list that folder searches, image
+lookup by id, example lists and upload widgets use (the content decides the format; a suffix
+only says which files to try)."""
+GZIP_SUFFIX = ".gz"
+"""Also read when given directly or uploaded (``.fits.gz``)."""
 
 _NOT_IMAGES = (
     (b"%PDF", "a PDF document"),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from galaxy_core.data.catalogues import IMAGE_SUFFIXES, LEAF_NAMES, LEAF_TO_LABEL
-from galaxy_core.data.imageio import load_image
+from galaxy_core.data.catalogues import LEAF_NAMES, LEAF_TO_LABEL
+from galaxy_core.data.imageio import IMAGE_SUFFIXES, load_image
 from galaxy_core.errors import CatalogueError, ImageLoadError
 from galaxy_core.io_utils import is_inside
 

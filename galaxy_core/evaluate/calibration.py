@@ -14,15 +14,6 @@ T_MIN, T_MAX = 0.05, 20.0
 perfectly separable validation set cannot push T to zero."""
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature``, computed in log space so large logits do
-    not overflow."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    z = np.asarray(logits, dtype=float) / temperature
-    return np.exp(log_softmax(z, axis=1))
-
-
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     logp = log_softmax(logits / temperature, axis=1)
     return float(-np.mean(logp[np.arange(len(labels)), labels]))

@@ -12,12 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from galaxy_core.data.cache import load_framed_part
+from galaxy_core.data.cache import Part, load_framed_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.evaluate.metrics import aggregate
 from galaxy_core.evaluate.report import build_report, write_report
+from galaxy_core.model.inference import predict_logits
 from galaxy_core.model.store import LoadedModel
-from galaxy_core.predict.inference import predict_logits
+
+
+def part_report(logits: np.ndarray, data: Part, temperature: float, logit_bias: np.ndarray,
+                prepared: PreparedData, split: int, part: str, model: Path) -> dict[str, Any]:
+    """The report of one part from its logits, saying which galaxies, split and model it is of
+    (the release step has the logits already; :func:`evaluate_model` computes them)."""
+    report = build_report(logits, data.labels, data.table["objid"].astype(str).tolist(),
+                          data.table["image"].astype(str).tolist(), temperature, logit_bias)
+    report.update(split=split, part=part, image_dir=str(prepared.image_dir), model=str(model))
+    return report
 
 
 def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
@@ -28,11 +38,8 @@ def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
     data = load_framed_part(prepared, cfg, split, part)
     logits = predict_logits(loaded.model, data.images, cfg.mean, cfg.std, tta=cfg.tta,
                             channels_last=cfg.channels_last, progress=progress)
-    bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)
-    report = build_report(logits, data.labels, data.table["objid"].astype(str).tolist(),
-                          data.table["image"].astype(str).tolist(), loaded.temperature, bias)
-    report.update(split=split, part=part, image_dir=str(prepared.image_dir),
-                  model=str(loaded.path))
+    report = part_report(logits, data, loaded.temperature, loaded.logit_bias, prepared, split,
+                         part, loaded.path)
     if out is not None:
         write_report(out, report)
     return report

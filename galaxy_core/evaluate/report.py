@@ -14,12 +14,13 @@ import numpy as np
 
 from galaxy_core.config import CLASSES
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.calibration import (expected_calibration_error, reliability_bins,
-                                              softmax)
+from galaxy_core.evaluate.calibration import expected_calibration_error, reliability_bins
 from galaxy_core.evaluate.metrics import (POSITIVE, accuracy_coverage, bootstrap_intervals,
                                           classification_metrics, coverage_at_accuracy,
                                           roc_curve_points, selective_summary)
 from galaxy_core.io_utils import atomic_write, read_json, write_json
+from galaxy_core.model.inference import calibrated_probabilities
+from galaxy_core.model.store import report_dir
 
 REPORT_FILE = "report.json"
 PLOT_FILES = ("confusion_matrix.png", "reliability.png", "roc.png", "coverage.png")
@@ -63,9 +64,8 @@ def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images:
     bias = np.zeros(n_classes) if logit_bias is None else np.asarray(logit_bias, dtype=float)
     if bias.shape != (n_classes,):
         raise ValueError(f"logit_bias must have shape ({n_classes},), got {bias.shape}")
-    shifted = z + bias
-    raw = softmax(shifted)
-    cal = softmax(shifted, temperature)
+    raw = calibrated_probabilities(z, bias, 1.0)
+    cal = calibrated_probabilities(z, bias, temperature)
 
     pred = cal.argmax(axis=1)
     confidence = cal.max(axis=1)
@@ -209,7 +209,7 @@ def validation_threshold(model_dir: Path, target: float) -> float:
     """The lowest confidence at which a model's validation answers are still ``target``
     accurate: the threshold a survey applies to new galaxies to keep only confident answers.
     Read from validation, never test, so the test figures stay an honest check of it."""
-    report = load_report(Path(model_dir) / "report_val")
+    report = load_report(report_dir(model_dir, "val"))
     if report is None:
         raise GalaxyError(f"{model_dir} has no validation report to choose a threshold from; "
                           f"run: galaxy evaluate --model {model_dir} --part val")

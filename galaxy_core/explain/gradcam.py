@@ -16,14 +16,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.model.build import feature_layer
+from galaxy_core.model.inference import DIHEDRAL_VIEWS, apply_view, undo_view
 from galaxy_core.model.store import LoadedModel
-
-
-def _undo_view(cam: np.ndarray, flip: bool, k: int) -> np.ndarray:
-    """Invert ``rot90(flip(x), k)`` on a 2-D map."""
-    out = np.rot90(cam, -k)
-    return np.flip(out, axis=1) if flip else out
-
 
 def gradcam(loaded: LoadedModel, image: np.ndarray, target: int | None = None,
             average_views: bool = True) -> np.ndarray:
@@ -37,12 +31,11 @@ def gradcam(loaded: LoadedModel, image: np.ndarray, target: int | None = None,
     if target is None:
         with torch.inference_mode():
             target = int(model(x).argmax(1).item())
-    views = [(flip, k) for flip in (False, True) for k in range(4)] if average_views else [(False, 0)]
-    batch = torch.cat([torch.rot90(torch.flip(x, [3]) if flip else x, k, [2, 3])
-                       for flip, k in views])
+    views = DIHEDRAL_VIEWS if average_views else DIHEDRAL_VIEWS[:1]
+    batch = torch.cat([apply_view(x, view) for view in views])
     with GradCAM(model=model, target_layers=[feature_layer(model)]) as cam:
         maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(target)] * len(views))
-    total = np.mean([_undo_view(m, flip, k) for m, (flip, k) in zip(maps, views)], axis=0)
+    total = np.mean([undo_view(m, view) for m, view in zip(maps, views)], axis=0)
     peak = float(total.max())
     return (total / peak if peak > 0 else total).astype(np.float32)
 

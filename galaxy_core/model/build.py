@@ -22,6 +22,7 @@ from torch import nn
 
 from galaxy_core.config import ARCHES, CLASSES, LITE0, LITE0_EXTRA, RESNETS
 from galaxy_core.errors import GalaxyError, ModelLoadError
+from galaxy_core.model.weights import read_state_dict
 
 IMAGENET_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
                     "resnet50": "ResNet50_Weights"}
@@ -62,8 +63,6 @@ def build_model(arch: str = "resnet50", weights: str | None = None,
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:
     """Load backbone weights from a local file, ignoring the classification head."""
-    from galaxy_core.model.store import read_state_dict
-
     state = read_state_dict(path, allow_pickle=path.suffix in {".pth", ".pt"})
     head = _head_name(model) + "."
     state = {k: v for k, v in state.items() if not k.startswith(head)}
@@ -94,8 +93,6 @@ def _build_lite0(weights: str | None, num_classes: int) -> nn.Module:
 def _load_by_position(model: nn.Module, path: Path) -> None:
     """Load a state dict whose tensors match the model's one for one, in order, under other
     names; the classifier (last two tensors on both sides) is left as initialised."""
-    from galaxy_core.model.store import read_state_dict
-
     source = list(read_state_dict(path, allow_pickle=True).values())[:-2]
     target = list(model.state_dict().items())[:-2]
     if len(source) != len(target) or any(a.shape != b.shape

@@ -1,9 +1,8 @@
-"""The model folder format: ``model.safetensors`` (tensors only, no pickle) plus ``model.json``
-(architecture, classes, preprocessing, temperature, metrics, versions).
+"""The model folder: ``model.safetensors`` (tensors only, no pickle), ``model.json``
+(architecture, classes, preprocessing, calibration, metrics, versions), ``ood.safetensors`` (the
+out-of-distribution reference) and ``report_<part>/`` (evaluation reports).
 
-Loading reads JSON and raw tensors, so a model file can never run code on the user's machine.
-A ``.pth`` pickle is refused unless the caller explicitly allows it, and even then it is read with
-``torch.load(weights_only=True)``.
+Loading reads JSON and raw tensors, so a model folder can never run code on the user's machine.
 """
 
 from __future__ import annotations
@@ -13,19 +12,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from torch import nn
 
 from galaxy_core import __version__
 from galaxy_core.config import CLASSES, Config
 from galaxy_core.errors import ModelLoadError
-from galaxy_core.io_utils import atomic_write, read_json, write_json
+from galaxy_core.io_utils import read_json, write_json
+from galaxy_core.model.build import build_model
+from galaxy_core.model.ood import load_ood
+from galaxy_core.model.weights import read_state_dict, state_of, write_state_dict
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
+REPORT_PREFIX = "report_"
+
+
+def report_dir(folder: Path, part: str) -> Path:
+    """Where a model folder keeps its evaluation report on one part (``val`` or ``test``)."""
+    return Path(folder) / f"{REPORT_PREFIX}{part}"
 
 
 @dataclass
@@ -38,7 +45,10 @@ class LoadedModel:
     path: Path
     classes: tuple[str, ...] = CLASSES
     temperature: float = 1.0
-    ood: dict[str, Any] = field(default_factory=dict)
+    logit_bias: np.ndarray = field(default_factory=lambda: np.zeros(len(CLASSES)))
+    """Added to the logits before the temperature: undoes class-weighted training."""
+    ood: dict[str, np.ndarray] | None = None
+    """The out-of-distribution reference (``ood.safetensors``); None when the folder has none."""
 
 
 def versions() -> dict[str, str]:
@@ -48,39 +58,11 @@ def versions() -> dict[str, str]:
             "torchvision": torchvision.__version__, "python": platform.python_version()}
 
 
-def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Read tensors from safetensors, or from a pickle only when ``allow_pickle`` is True."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path.name} is not a valid safetensors file: {exc}") from None
-    if not allow_pickle:
-        raise ModelLoadError(
-            f"{path.name} is a pickle-based file, which can run code when loaded; refusing it. "
-            "Convert it to safetensors, or allow it explicitly (read with weights_only=True).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"{path.name} could not be read safely (weights_only=True): "
-                             f"{type(exc).__name__}: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{path.name} does not hold a state dict")
-    return state
-
-
 def save_model(folder: str | Path, model: nn.Module, config: Config, meta: dict[str, Any],
                half: bool = False) -> Path:
     """Write the model folder atomically (weights first, then the JSON that makes it valid)."""
     folder = Path(folder)
-    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
-             for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS_FILE, lambda f: f.write(save(state)))
+    write_state_dict(folder / WEIGHTS_FILE, state_of(model, half=half))
     # The caller's meta first: the keys that describe these weights are always this call's own,
     # so re-saving a loaded model's meta (export to fp16) cannot carry a stale dtype or version.
     record = {**meta, "format_version": FORMAT_VERSION, "arch": config.arch,
@@ -94,8 +76,6 @@ def save_model(folder: str | Path, model: nn.Module, config: Config, meta: dict[
 
 def load_model(folder: str | Path) -> LoadedModel:
     """Load a model folder for inference (eval mode, float32)."""
-    from galaxy_core.model.build import build_model
-
     folder = Path(folder)
     if folder.is_file() and folder.suffix in {".pth", ".pt", ".pkl", ".ckpt"}:
         raise ModelLoadError(f"{folder.name} is a pickle file; models load only from a folder "
@@ -118,5 +98,7 @@ def load_model(folder: str | Path) -> LoadedModel:
         raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not match a {config.arch}: "
                              f"{str(exc).splitlines()[0]}") from None
     model.eval()
+    bias = np.asarray(meta.get("logit_bias", [0.0] * len(classes)), dtype=float)
     return LoadedModel(model=model, config=config, meta=meta, path=folder, classes=classes,
-                       temperature=float(meta.get("temperature", 1.0)), ood=meta.get("ood", {}))
+                       temperature=float(meta.get("temperature", 1.0)), logit_bias=bias,
+                       ood=load_ood(folder))

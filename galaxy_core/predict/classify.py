@@ -16,17 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from galaxy_core.data.imageio import read_image
+from galaxy_core.data.imageio import IMAGE_SUFFIXES, read_image
 from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.calibration import softmax
+from galaxy_core.model.inference import infer
+from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.store import LoadedModel
-from galaxy_core.predict.inference import predict_logits
-from galaxy_core.predict.ood import WARN_AT, load_ood, ood_scores, penultimate_features
 from galaxy_core.predict.survey_match import prepare_for_model
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".fits", ".fit", ".fts", ".bmp",
-                  ".gif", ".webp")
 
 
 @dataclass
@@ -73,29 +69,12 @@ def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -
     return frame_for_model(matched_image, loaded.config), matched
 
 
-def calibrated(loaded: LoadedModel, logits: np.ndarray) -> np.ndarray:
-    """Probabilities after the stored prior correction and temperature."""
-    bias = np.asarray(loaded.meta.get("logit_bias", [0.0] * logits.shape[1]), dtype=float)
-    return softmax(logits + bias, loaded.temperature)
-
-
 def classify_arrays(loaded: LoadedModel, arrays: np.ndarray,
                     progress: Callable[[int, int], None] | None = None,
                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
     """Calibrated probabilities (N, C) and OOD scores (N,) for model-ready uint8 arrays."""
-    cfg = loaded.config
-    logits = predict_logits(loaded.model, arrays, cfg.mean, cfg.std, tta=cfg.tta,
-                            batch_size=batch_size, channels_last=cfg.channels_last,
-                            progress=progress)
-    state = loaded.ood.get("_state") if isinstance(loaded.ood, dict) else None
-    if state is None:
-        state = load_ood(loaded.path)
-        if isinstance(loaded.ood, dict):
-            loaded.ood["_state"] = state
-    scores = None
-    if state is not None and len(arrays):
-        scores = ood_scores(penultimate_features(loaded.model, arrays, cfg), state, arrays)
-    return calibrated(loaded, logits), scores
+    result = infer(loaded, arrays, batch_size=batch_size, progress=progress)
+    return result.probabilities, result.ood_scores
 
 
 def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[str, bytes]],

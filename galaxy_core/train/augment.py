@@ -12,10 +12,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from galaxy_core.config import Config
 
-def random_affine(x: torch.Tensor, generator: torch.Generator | None = None,
-                  max_scale: float = 0.1, max_shift: float = 0.05) -> torch.Tensor:
-    """Rotate by any angle, flip half the images, jitter scale and centring."""
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None,
+                  max_scale: float, max_shift: float) -> torch.Tensor:
+    """Rotate by any angle, flip half the images, jitter scale and centring
+    (``Config.aug_max_scale`` and ``Config.aug_max_shift``)."""
     n = x.shape[0]
     angle = torch.rand(n, generator=generator) * 2 * math.pi
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
@@ -30,19 +33,16 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None,
     return out.contiguous(memory_format=torch.channels_last)
 
 
-def colour_jitter(x: torch.Tensor, generator: torch.Generator | None = None,
-                  strength: float = 0.1) -> torch.Tensor:
-    """Small per-image brightness and contrast changes (survey depth and stretch vary)."""
+def colour_jitter(x: torch.Tensor, generator: torch.Generator | None,
+                  strength: float) -> torch.Tensor:
+    """Small per-image brightness and contrast changes (``Config.aug_colour``)."""
     n = x.shape[0]
     gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
     bias = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
     return x * gain + bias
 
 
-def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 rotations/reflections of a square image, for test-time averaging."""
-    views = []
-    for flip in (False, True):
-        base = torch.flip(x, dims=[3]) if flip else x
-        views.extend(torch.rot90(base, k, dims=[2, 3]) for k in range(4))
-    return views
+def augment(x: torch.Tensor, generator: torch.Generator | None, config: Config) -> torch.Tensor:
+    """The training augmentation of one batch, with the strengths the run's config records."""
+    x = random_affine(x, generator, config.aug_max_scale, config.aug_max_shift)
+    return colour_jitter(x, generator, config.aug_colour)

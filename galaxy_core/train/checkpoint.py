@@ -12,9 +12,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from galaxy_core.io_utils import atomic_write, read_json, write_json
-
-STATE_FILE = "checkpoint.safetensors"
-INFO_FILE = "checkpoint.json"
+from galaxy_core.train.run_folder import CHECKPOINT_INFO_FILE as INFO_FILE
+from galaxy_core.train.run_folder import CHECKPOINT_STATE_FILE as STATE_FILE
 
 
 def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

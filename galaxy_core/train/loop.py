@@ -1,6 +1,12 @@
 """The training loop: cached uint8 arrays in memory, batch augmentation on tensors, AdamW with
-warm-up and cosine decay, class-weighted loss, early stopping on validation loss, a checkpoint
-after every epoch, and a finished model folder (weights, calibration, report) at the end.
+warm-up and cosine decay, class-weighted loss, early stopping on validation loss, and a
+checkpoint after every epoch. It ends with the best weights in the run folder; turning them into a
+model folder is the release step's job (``galaxy_core.release``), which ``galaxy train`` runs
+next.
+
+Three parts, each readable on its own: :func:`setup_run` (data, network, optimizer, and the state
+a resumed run continues from), :func:`train_one_epoch` and :func:`end_epoch` (validation, best
+weights, early stopping, checkpoint). :func:`train` strings them together.
 
 Progress goes to callbacks and to ``status.json`` in the run folder, so a CLI progress bar and a
 dashboard in another process can both follow the same run.
@@ -8,7 +14,6 @@ dashboard in another process can both follow the same run.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -25,20 +30,18 @@ from galaxy_core.config import CLASSES, Config
 from galaxy_core.data.cache import Part, load_framed_part, training_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
-from galaxy_core.io_utils import read_json, write_json, write_text
+from galaxy_core.io_utils import read_json, write_json
 from galaxy_core.model.build import build_model, set_threads
-from galaxy_core.predict.inference import predict_logits
-from galaxy_core.train.augment import colour_jitter, random_affine
+from galaxy_core.model.inference import predict_logits
+from galaxy_core.model.weights import state_of, write_state_dict
+from galaxy_core.train.augment import augment
 from galaxy_core.train.checkpoint import load_checkpoint, save_checkpoint
+from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, append_history, read_history,
+                                          rewrite_history, write_status)
 
 StepCallback = Callable[[int, int, dict[str, Any]], None]
 """``on_step(done, total, info)`` after every optimisation step (all epochs counted)."""
 EpochCallback = Callable[[dict[str, Any]], None]
-
-LOG_FILE = "log.jsonl"
-STATUS_FILE = "status.json"
-CONFIG_FILE = "config.json"
-BEST_FILE = "best.safetensors"
 
 
 @dataclass
@@ -48,6 +51,34 @@ class TrainResult:
     state: str = "finished"
     """finished | early_stopped | interrupted"""
     model_dir: Path | None = None
+    """Set by the release step once the model folder is written."""
+
+
+@dataclass
+class RunState:
+    """Everything one epoch needs and changes: the network, its optimizer and RNG, the data,
+    the schedule, and the early-stopping bookkeeping a checkpoint carries over."""
+
+    run_dir: Path
+    config: Config
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    train_part: Part
+    val_part: Part
+    loss_weights: torch.Tensor
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    start_epoch: int = 0
+    best_loss: float = float("inf")
+    """Lowest validation loss so far: picks the weights that ship."""
+    segment_best: float = float("inf")
+    """Lowest validation loss since the last extension: drives early stopping. The two differ
+    only after an extension, whose stretched schedule raises the learning rate again; the new
+    segment must get its own chance instead of being measured against the old best."""
+    bad_epochs: int = 0
+    sample_probs: torch.Tensor | None = None
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -64,6 +95,14 @@ def class_weights(labels: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarr
     return len(labels) / (n_classes * np.maximum(counts, 1))
 
 
+def loss_weights(labels: np.ndarray, config: Config) -> np.ndarray:
+    """The per-class loss weights a run trains with: balanced for ``balance="weights"``, equal
+    otherwise. The release step undoes them (a prior shift), so it asks here too."""
+    if config.balance != "weights":
+        return np.ones(len(CLASSES), dtype=np.float32)
+    return class_weights(labels).astype(np.float32)
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and normalisation parameters (standard for ResNets)."""
     decay, no_decay = [], []
@@ -73,8 +112,119 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _evaluate_epoch(model: torch.nn.Module, part: Part, config: Config,
-                    weights: torch.Tensor) -> dict[str, float]:
+def _run_config(run_dir: Path, config: Config, resume: bool) -> tuple[Config, bool]:
+    """The settings a run trains with, and whether a resume extends it to more epochs.
+
+    A resumed run's own settings win, except when it stops: it may be given more epochs (a warm
+    restart of the cosine schedule) and a different patience (0 = keep). With nothing to resume
+    (e.g. a split that ``--splits K --resume`` had not reached yet) it is a fresh run, where 0
+    ("keep the run's own") falls back to the defaults.
+    """
+    if resume and (run_dir / CONFIG_FILE).is_file():
+        stored = Config.from_dict(read_json(run_dir / CONFIG_FILE))
+        extended = config.epochs > stored.epochs
+        return stored.replace(epochs=max(stored.epochs, config.epochs),
+                              patience=config.patience or stored.patience), extended
+    defaults = Config()
+    return config.replace(epochs=config.epochs or defaults.epochs,
+                          patience=config.patience or defaults.patience), False
+
+
+def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: int = 0,
+              resume: bool = False) -> RunState:
+    """Record the run's settings, load its data, build the network and optimizer, and restore
+    the last checkpoint when resuming. The seeds are set before the network is built, so a run
+    is repeatable from its config."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config, extended = _run_config(run_dir, config, resume)
+    write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
+                                       "split": split})
+    set_threads(config.threads)
+    torch.manual_seed(config.seed + split)
+    generator = torch.Generator().manual_seed(config.seed * 1000 + split)
+
+    prepared = open_prepared(prepared_dir)
+    write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
+    train_part = training_part(prepared, config, split)
+    val_part = load_framed_part(prepared, config, split, "val")
+
+    model = build_model(config.arch, config.weights)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    steps_per_epoch = math.ceil(len(train_part) / config.batch_size)
+    state = RunState(run_dir=run_dir, config=config, model=model, optimizer=optimizer,
+                     generator=generator, train_part=train_part, val_part=val_part,
+                     loss_weights=torch.from_numpy(loss_weights(train_part.labels, config)),
+                     steps_per_epoch=steps_per_epoch,
+                     total_steps=steps_per_epoch * config.epochs,
+                     warmup=steps_per_epoch * config.warmup_epochs)
+    if config.balance == "sampler":
+        per_class = 1.0 / np.bincount(train_part.labels, minlength=len(CLASSES))
+        state.sample_probs = torch.tensor(per_class[train_part.labels], dtype=torch.float64)
+    info = load_checkpoint(run_dir, model, optimizer, generator) if resume else None
+    if info:
+        state.start_epoch, state.best_loss = info["epoch"], info["best_val_loss"]
+        state.bad_epochs = info["bad_epochs"]
+        state.segment_best = info.get("segment_best_val_loss", state.best_loss)
+        if extended:
+            state.segment_best, state.bad_epochs = float("inf"), 0
+    return state
+
+
+def train_one_epoch(state: RunState, epoch: int,
+                    on_step: StepCallback | None = None) -> dict[str, Any]:
+    """One pass over the training images (0-based ``epoch``); returns the epoch's log row
+    (train loss, learning rate, speed) without validation."""
+    cfg, model, generator = state.config, state.model, state.generator
+    model.train()
+    started = time.time()
+    n = len(state.train_part)
+    if state.sample_probs is not None:
+        order = torch.multinomial(state.sample_probs, n, replacement=True, generator=generator)
+    else:
+        order = torch.randperm(n, generator=generator)
+    running, seen = 0.0, 0
+    for i in range(state.steps_per_epoch):
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].numpy()
+        if len(idx) < 2:
+            continue  # BatchNorm needs more than one sample
+        idx.sort()
+        x = to_tensor(state.train_part.images[idx], cfg.mean, cfg.std, cfg.channels_last)
+        x = augment(x, generator, cfg)
+        y = torch.from_numpy(state.train_part.labels[idx].copy())
+        step = epoch * state.steps_per_epoch + i
+        lr = lr_at(step, state.total_steps, state.warmup, cfg.lr)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=state.loss_weights,
+                               label_smoothing=cfg.label_smoothing)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        running += loss.item() * len(idx)
+        seen += len(idx)
+        if on_step:
+            on_step(step + 1, state.total_steps, {"epoch": epoch + 1, "loss": running / seen,
+                                                  "lr": lr})
+        if i % 10 == 0:
+            write_status(state.run_dir, step=step + 1, total_steps=state.total_steps,
+                         train_loss=running / seen)
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
+                           "lr": lr_at((epoch + 1) * state.steps_per_epoch - 1,
+                                       state.total_steps, state.warmup, cfg.lr)}
+    row.update(validate(model, state.val_part, cfg, state.loss_weights))
+    row["seconds"] = round(time.time() - started, 1)
+    row["images_per_second"] = round(seen / max(row["seconds"], 1e-9), 1)
+    return row
+
+
+def validate(model: torch.nn.Module, part: Part, config: Config,
+             weights: torch.Tensor) -> dict[str, float]:
+    """Validation loss and scores of one epoch (one view: fast, and enough to compare epochs)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
     logits = predict_logits(model, part.images, config.mean, config.std, tta=False,
@@ -88,173 +238,50 @@ def _evaluate_epoch(model: torch.nn.Module, part: Part, config: Config,
             "val_macro_f1": float(f1_score(part.labels, pred, average="macro"))}
 
 
-def _write_status(run_dir: Path, **fields: Any) -> None:
-    path = run_dir / STATUS_FILE
-    status = read_json(path) if path.is_file() else {}
-    status.update(fields, updated=time.time())
-    write_json(path, status)
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _append_log(run_dir: Path, row: dict[str, Any]) -> None:
-    with open(run_dir / LOG_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def end_epoch(state: RunState, row: dict[str, Any]) -> None:
+    """Keep the best weights, update early stopping, log the row and write the checkpoint (the
+    checkpoint last: a stop before it replays this epoch, and the log is cut back to match)."""
+    if row["val_loss"] < state.best_loss - 1e-4:
+        state.best_loss = row["val_loss"]
+        write_state_dict(state.run_dir / BEST_FILE, state_of(state.model))
+        row["best"] = True
+    if row["val_loss"] < state.segment_best - 1e-4:
+        state.segment_best, state.bad_epochs = row["val_loss"], 0
+    else:
+        state.bad_epochs += 1
+    append_history(state.run_dir, row)
+    save_checkpoint(state.run_dir, state.model, state.optimizer, state.generator,
+                    {"epoch": row["epoch"], "best_val_loss": state.best_loss,
+                     "segment_best_val_loss": state.segment_best,
+                     "bad_epochs": state.bad_epochs})
+    write_status(state.run_dir, epoch=row["epoch"], last=row)
 
 
 def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: int = 0,
           resume: bool = False, on_step: StepCallback | None = None,
-          on_epoch: EpochCallback | None = None, finalize: bool = True) -> TrainResult:
-    """Train (or resume) one model on one split of a prepared dataset."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    extended = False
-    if resume and (run_dir / CONFIG_FILE).is_file():
-        # The run's own settings win, except when it stops: a resumed run may be given more
-        # epochs (a warm restart of the cosine schedule) and a different patience (0 = keep).
-        stored = Config.from_dict(read_json(run_dir / CONFIG_FILE))
-        extended = config.epochs > stored.epochs
-        config = stored.replace(epochs=max(stored.epochs, config.epochs),
-                                patience=config.patience or stored.patience)
-    else:
-        # Nothing to resume (e.g. a split that `--splits K --resume` had not reached yet): a
-        # fresh run, where 0 ("keep the run's own") falls back to the defaults.
-        defaults = Config()
-        config = config.replace(epochs=config.epochs or defaults.epochs,
-                                patience=config.patience or defaults.patience)
-    write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
-                                       "split": split})
-    set_threads(config.threads)
-    torch.manual_seed(config.seed + split)
-    generator = torch.Generator().manual_seed(config.seed * 1000 + split)
-
-    prepared = open_prepared(prepared_dir)
-    _write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
-    train_part = training_part(prepared, config, split)
-    val_part = load_framed_part(prepared, config, split, "val")
-
-    model = build_model(config.arch, config.weights)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
-    weights = torch.tensor(class_weights(train_part.labels), dtype=torch.float32)
-    if config.balance != "weights":
-        weights = torch.ones(len(CLASSES))
-
-    steps_per_epoch = math.ceil(len(train_part) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = steps_per_epoch * config.warmup_epochs
-    # best_loss picks the weights that ship; segment_best drives early stopping. They differ
-    # only after an extension: the stretched schedule raises the learning rate again, and the
-    # new segment must get its own chance instead of being measured against the old best.
-    start_epoch, best_loss, segment_best, bad_epochs = 0, float("inf"), float("inf"), 0
-    if resume:
-        info = load_checkpoint(run_dir, model, optimizer, generator)
-        if info:
-            start_epoch, best_loss, bad_epochs = info["epoch"], info["best_val_loss"], info["bad_epochs"]
-            segment_best = info.get("segment_best_val_loss", best_loss)
-            if extended:
-                segment_best, bad_epochs = float("inf"), 0
+          on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Train (or resume) one model on one split of a prepared dataset; the best weights end up
+    in the run folder's ``best.safetensors``."""
+    state = setup_run(prepared_dir, run_dir, config, split, resume)
     # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
     # epochs run again.
-    history = [r for r in read_history(run_dir) if r["epoch"] <= start_epoch]
-    result = TrainResult(run_dir=run_dir, history=list(history))
-    write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
-
-    sample_probs = None
-    if config.balance == "sampler":
-        per_class = 1.0 / np.bincount(train_part.labels, minlength=len(CLASSES))
-        sample_probs = torch.tensor(per_class[train_part.labels], dtype=torch.float64)
-
+    history = [r for r in read_history(state.run_dir) if r["epoch"] <= state.start_epoch]
+    result = TrainResult(run_dir=state.run_dir, history=list(history))
+    rewrite_history(state.run_dir, history)
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if bad_epochs >= config.patience:
+        for epoch in range(state.start_epoch, state.config.epochs):
+            if state.bad_epochs >= state.config.patience:
                 result.state = "early_stopped"
                 break
-            _write_status(run_dir, state="training", epoch=epoch + 1)
-            model.train()
-            started = time.time()
-            if sample_probs is not None:
-                order = torch.multinomial(sample_probs, len(train_part), replacement=True,
-                                          generator=generator)
-            else:
-                order = torch.randperm(len(train_part), generator=generator)
-            running, seen = 0.0, 0
-            for i in range(steps_per_epoch):
-                idx = order[i * config.batch_size:(i + 1) * config.batch_size].numpy()
-                if len(idx) < 2:
-                    continue  # BatchNorm needs more than one sample
-                idx.sort()
-                x = to_tensor(train_part.images[idx], config.mean, config.std, config.channels_last)
-                x = colour_jitter(random_affine(x, generator), generator)
-                y = torch.from_numpy(train_part.labels[idx].copy())
-                step = epoch * steps_per_epoch + i
-                lr = lr_at(step, total_steps, warmup, config.lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, weight=weights,
-                                       label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                running += loss.item() * len(idx)
-                seen += len(idx)
-                if on_step:
-                    on_step(step + 1, total_steps, {"epoch": epoch + 1, "loss": running / seen,
-                                                    "lr": lr})
-                if i % 10 == 0:
-                    _write_status(run_dir, step=step + 1, total_steps=total_steps,
-                                  train_loss=running / seen)
-            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
-                                   "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps,
-                                               warmup, config.lr)}
-            row.update(_evaluate_epoch(model, val_part, config, weights))
-            row["seconds"] = round(time.time() - started, 1)
-            row["images_per_second"] = round(seen / max(row["seconds"], 1e-9), 1)
-            if row["val_loss"] < best_loss - 1e-4:
-                best_loss = row["val_loss"]
-                _save_best(run_dir, model)
-                row["best"] = True
-            if row["val_loss"] < segment_best - 1e-4:
-                segment_best, bad_epochs = row["val_loss"], 0
-            else:
-                bad_epochs += 1
-            _append_log(run_dir, row)
+            write_status(state.run_dir, state="training", epoch=epoch + 1)
+            row = train_one_epoch(state, epoch, on_step)
+            end_epoch(state, row)
             result.history.append(row)
-            save_checkpoint(run_dir, model, optimizer, generator,
-                            {"epoch": epoch + 1, "best_val_loss": best_loss,
-                             "segment_best_val_loss": segment_best, "bad_epochs": bad_epochs})
-            _write_status(run_dir, epoch=epoch + 1, last=row)
             if on_epoch:
                 on_epoch(row)
     except KeyboardInterrupt:
         result.state = "interrupted"
-        _write_status(run_dir, state="interrupted")
+        write_status(state.run_dir, state="interrupted")
         return result
-
-    if finalize:
-        from galaxy_core.train.finalize import finalize_run
-
-        _write_status(run_dir, state="evaluating")
-        result.model_dir = finalize_run(run_dir, prepared, config, split, weights.numpy(),
-                                        result.history)
-    _write_status(run_dir, state=result.state if result.state != "finished" else "finished")
+    write_status(state.run_dir, state="trained")
     return result
-
-
-def _save_best(run_dir: Path, model: torch.nn.Module) -> None:
-    from safetensors.torch import save
-
-    from galaxy_core.io_utils import atomic_write
-
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(run_dir / BEST_FILE, lambda f: f.write(save(state)))

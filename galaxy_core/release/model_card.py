@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.config import LITE0
+from galaxy_core.config import LITE0, Config
 from galaxy_core.evaluate.report import PLOT_FILES, accepted_at, load_report, selective_block
 from galaxy_core.io_utils import read_json, write_text
+from galaxy_core.model.store import META_FILE, report_dir
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -92,10 +93,10 @@ def _selective_lines(test: dict[str, Any], val: dict[str, Any]) -> list[str]:
 
 
 def render_model_card(model_dir: Path, notes: str = "") -> str:
-    meta: dict[str, Any] = read_json(model_dir / "model.json")
+    meta: dict[str, Any] = read_json(model_dir / META_FILE)
     cfg = meta.get("config", {})
     train = meta.get("training", {})
-    test = load_report(model_dir / "report_test") or {}
+    test = load_report(report_dir(model_dir, "test")) or {}
     cal, unc = test.get("calibrated", {}), test.get("uncalibrated", {})
     m = cal.get("metrics", {})
     history = train.get("history", [])
@@ -130,7 +131,10 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         f"- AdamW, peak lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, batch "
         f"{cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s) then cosine decay, "
         f"label smoothing {cfg.get('label_smoothing')}, class imbalance by {cfg.get('balance')}.",
-        "- Augmentation: any rotation, flips, ±10% scale, ±5% shift, brightness/contrast jitter.",
+        "- Augmentation: any rotation, flips, "
+        f"±{100 * cfg.get('aug_max_scale', Config.aug_max_scale):g}% scale, "
+        f"±{100 * cfg.get('aug_max_shift', Config.aug_max_shift):g}% shift, "
+        "brightness/contrast jitter.",
         f"- Ran {len(history)} of {cfg.get('epochs')} epochs; best validation loss at epoch "
         f"{best.get('epoch')} ({best.get('val_loss', float('nan')):.4f}, validation accuracy "
         f"{_pct(best.get('val_accuracy'))}, before rotation averaging)."
@@ -158,7 +162,7 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
                   "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                   for c, row in zip(classes, cm)]
-    lines += _selective_lines(test, load_report(model_dir / "report_val") or {})
+    lines += _selective_lines(test, load_report(report_dir(model_dir, "val")) or {})
     if meta.get("splits"):
         lines += ["", "## Stability across splits", "",
                   describe_recipe(meta.get("splits_recipe", {})), ""]

@@ -6,23 +6,20 @@ that ships (and an OOD reference written by an older version is never carried fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.data.cache import load_framed_part
+from galaxy_core.data.cache import training_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.evaluate_model import evaluate_model
-from galaxy_core.evaluate.model_card import write_model_card
-from galaxy_core.evaluate.report import headline_metrics
-from galaxy_core.io_utils import read_json, write_json
-from galaxy_core.model.store import META_FILE, load_model, save_model
-from galaxy_core.predict.ood import fit_ood, save_ood
+from galaxy_core.io_utils import read_json
+from galaxy_core.model.store import load_model
+from galaxy_core.release.package import PartProgress, write_model_folder
+from galaxy_core.train.run_folder import SPLITS_SUMMARY_FILE
 
-PARTS = ("val", "test")
-SPLITS_SUMMARY = "splits_summary.json"
 RECIPE_KEYS = ("arch", "weights", "epochs", "image_size", "crop_fraction", "lr")
+MEASURED_KEYS = ("temperature", "logit_bias", "ood", "metrics", "training")
+"""model.json keys that :func:`write_model_folder` writes itself; the rest are carried over."""
 
 
 def read_stability(run: str | Path) -> dict[str, Any]:
@@ -32,18 +29,17 @@ def read_stability(run: str | Path) -> dict[str, Any]:
     trained on K different splits, and that recipe may be a cheaper stand-in for the shipped one.
     """
     run = Path(run)
-    if not (run / SPLITS_SUMMARY).is_file():
-        raise GalaxyError(f"{run} has no {SPLITS_SUMMARY}: give a folder written by "
+    if not (run / SPLITS_SUMMARY_FILE).is_file():
+        raise GalaxyError(f"{run} has no {SPLITS_SUMMARY_FILE}: give a folder written by "
                           "'galaxy train --splits K' (K >= 2) after it finished")
     configs = sorted(run.glob("split_*/config.json"))
     recipe = read_json(configs[0]) if configs else {}
-    return {"summary": read_json(run / SPLITS_SUMMARY),
+    return {"summary": read_json(run / SPLITS_SUMMARY_FILE),
             "recipe": {k: recipe.get(k) for k in RECIPE_KEYS}}
 
 
 def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
-                 half: bool = True,
-                 progress: Callable[[str, int, int], None] | None = None,
+                 half: bool = True, progress: PartProgress | None = None,
                  stability: str | Path | None = None) -> dict[str, Any]:
     """Write ``target`` from the model folder ``source`` and re-evaluate it; returns model.json.
 
@@ -54,22 +50,12 @@ def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
         raise GalaxyError("export needs a different target folder than the source model")
     splits = read_stability(stability) if stability else None
     loaded = load_model(source)
-    split = int(loaded.meta.get("training", {}).get("split", 0))
-    save_model(target, loaded.model, loaded.config, loaded.meta, half=half)
-
-    exported = load_model(target)
-    cfg = exported.config
-    ood_state, ood_meta = fit_ood(exported.model, load_framed_part(prepared, cfg, split, "train"),
-                                  load_framed_part(prepared, cfg, split, "val"), cfg)
-    save_ood(target, ood_state)
-    reports = {}
-    for part in PARTS:
-        step = (lambda done, total, part=part: progress(part, done, total)) if progress else None
-        reports[part] = evaluate_model(exported, prepared, split, part,
-                                       target / f"report_{part}", step)
-    record = {**exported.meta, "ood": ood_meta, "metrics": headline_metrics(reports)}
+    training = loaded.meta.get("training", {})
+    split = int(training.get("split", 0))
+    extra = {k: v for k, v in loaded.meta.items() if k not in MEASURED_KEYS}
     if splits:
-        record["splits"], record["splits_recipe"] = splits["summary"], splits["recipe"]
-    write_json(target / META_FILE, record)
-    write_model_card(target)
-    return record
+        extra["splits"], extra["splits_recipe"] = splits["summary"], splits["recipe"]
+    return write_model_folder(target, loaded.model, loaded.config, prepared, split,
+                              training_part(prepared, loaded.config, split), loaded.logit_bias,
+                              training, temperature=loaded.temperature, extra=extra, half=half,
+                              progress=progress)

@@ -18,36 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save
-from torch import nn
 
-from galaxy_core.config import Config
-from galaxy_core.data.tensors import to_tensor
 from galaxy_core.io_utils import atomic_write
-from galaxy_core.model.build import classifier_layer
 
 OOD_FILE = "ood.safetensors"
 N_COMPONENTS = 64
 WARN_AT = 1.0
 """Scores above this (the 99th percentile of validation galaxies) get a warning."""
-
-
-@torch.inference_mode()
-def penultimate_features(model: nn.Module, images: np.ndarray, config: Config,
-                         batch_size: int = 64) -> np.ndarray:
-    """Pooled features that feed the final linear layer, (N, D)."""
-    captured: list[torch.Tensor] = []
-    head = classifier_layer(model)
-    handle = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float()))
-    try:
-        model.eval()
-        for start in range(0, len(images), batch_size):
-            model(to_tensor(images[start:start + batch_size], config.mean, config.std,
-                            config.channels_last))
-    finally:
-        handle.remove()
-    return torch.cat(captured).numpy() if captured else np.zeros((0, head.in_features))
 
 
 def _distances(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
@@ -60,17 +38,18 @@ def _distances(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray
     return best
 
 
-def fit_ood(model: nn.Module, train_part: Any, val_part: Any,
-            config: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit the PCA, class centres and shared covariance on train; scale by validation."""
+def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
+            val_images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the PCA, class centres and shared covariance on the training galaxies' penultimate
+    features; scale by the validation galaxies (their features and model-input images)."""
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
-    feats = penultimate_features(model, train_part.images, config)
+    feats = train_features
     n_comp = int(min(N_COMPONENTS, feats.shape[1], max(1, len(feats) - 1)))
     pca = PCA(n_components=n_comp, random_state=0).fit(feats)
     z = pca.transform(feats)
-    labels = np.asarray(train_part.labels)
+    labels = np.asarray(train_labels)
     present = sorted(set(labels.tolist()))
     means = np.stack([z[labels == c].mean(0) for c in present])
     centred = np.concatenate([z[labels == c] - means[i] for i, c in enumerate(present)])
@@ -78,10 +57,10 @@ def fit_ood(model: nn.Module, train_part: Any, val_part: Any,
     state = {"pca_mean": pca.mean_.astype(np.float32),
              "pca_components": pca.components_.astype(np.float32),
              "class_means": means.astype(np.float32), "precision": precision.astype(np.float32)}
-    val_dist = _distances(penultimate_features(model, val_part.images, config), state)
+    val_dist = _distances(val_features, state)
     scale = float(np.percentile(val_dist, 99)) if len(val_dist) else 1.0
     state["scale"] = np.array([scale], dtype=np.float32)
-    val_border = border_brightness(val_part.images)
+    val_border = border_brightness(val_images)
     border_scale = max(float(np.percentile(val_border, 99)), 1.0) if len(val_border) else 255.0
     state["border_scale"] = np.array([border_scale], dtype=np.float32)
     val_scores = np.maximum(val_dist / scale, val_border / border_scale)

@@ -1,0 +1,146 @@
+"""Running a network on model-ready images: the 8 rotation/flip views, rotation-averaged logits,
+the penultimate features from the same forward pass, and calibrated probabilities.
+
+Averaging the logits over the 8 dihedral views makes the prediction independent of how the
+galaxy happens to be oriented, which a CNN is not by construction. Every caller that runs a
+network (training's validation pass, evaluation, release, prediction) comes through here, so
+what a model answers is the same number everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import log_softmax
+from torch import nn
+
+from galaxy_core.data.tensors import to_tensor
+from galaxy_core.model.build import classifier_layer
+from galaxy_core.model.ood import ood_scores
+from galaxy_core.model.store import LoadedModel
+
+View = tuple[bool, int]
+"""A dihedral view: (mirror left-right first, then rotate by k quarter turns)."""
+DIHEDRAL_VIEWS: tuple[View, ...] = tuple((flip, k) for flip in (False, True) for k in range(4))
+"""The 8 rotations/reflections of a square image; the first is the image itself."""
+
+
+def apply_view(x: torch.Tensor, view: View) -> torch.Tensor:
+    """``x`` (N, C, H, W) seen in ``view``."""
+    flip, k = view
+    return torch.rot90(torch.flip(x, dims=[3]) if flip else x, k, dims=[2, 3])
+
+
+def undo_view(image: np.ndarray, view: View) -> np.ndarray:
+    """Turn a 2-D map computed on a view back to the original orientation."""
+    flip, k = view
+    out = np.rot90(image, -k)
+    return np.flip(out, axis=1) if flip else out
+
+
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations/reflections of a batch, for test-time averaging."""
+    return [apply_view(x, view) for view in DIHEDRAL_VIEWS]
+
+
+@dataclass
+class NetworkOutput:
+    logits: np.ndarray
+    """(N, C), averaged over the views when rotation averaging is on."""
+    features: np.ndarray | None = None
+    """(N, D) penultimate features of the image as given (the first view), when asked for."""
+
+
+@torch.inference_mode()
+def run_network(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
+                std: tuple[float, ...], tta: bool = True, batch_size: int = 64,
+                channels_last: bool = True, features: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> NetworkOutput:
+    """Logits for uint8 images (N, H, W, 3) and, with ``features``, the penultimate features
+    caught on the way through the same forward pass (no second pass for the OOD score)."""
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    head = classifier_layer(model)
+    caught: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda m, inp, out: caught.append(inp[0].float())) \
+        if features else None
+    logits_out, features_out = [], []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = to_tensor(images[start:start + batch_size], mean, std, channels_last)
+            views = dihedral_views(x) if tta else [x]
+            logits = []
+            for i, view in enumerate(views):
+                if tta:
+                    view = view.contiguous(memory_format=torch.channels_last) if channels_last \
+                        else view.contiguous()
+                logits.append(model(view))
+                if hook is not None and i == 0:
+                    features_out.append(caught[-1])
+                caught.clear()
+            batch_logits = torch.stack(logits).mean(0) if tta else logits[0]
+            logits_out.append(batch_logits.float().numpy())
+            if progress:
+                progress(min(start + batch_size, len(images)), len(images))
+    finally:
+        if hook is not None:
+            hook.remove()
+    n_classes = head.out_features
+    return NetworkOutput(
+        logits=np.concatenate(logits_out) if logits_out
+        else np.zeros((0, n_classes), dtype=np.float32),
+        features=(torch.cat(features_out).numpy() if features_out
+                  else np.zeros((0, head.in_features), dtype=np.float32)) if features else None)
+
+
+def predict_logits(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
+                   std: tuple[float, ...], tta: bool = True, batch_size: int = 64,
+                   channels_last: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Logits (N, C) for uint8 images (N, H, W, 3)."""
+    return run_network(model, images, mean, std, tta=tta, batch_size=batch_size,
+                       channels_last=channels_last, progress=progress).logits
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``, computed in log space so large logits do
+    not overflow."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    z = np.asarray(logits, dtype=float) / temperature
+    return np.exp(log_softmax(z, axis=1))
+
+
+def calibrated_probabilities(logits: np.ndarray, logit_bias: np.ndarray,
+                             temperature: float) -> np.ndarray:
+    """Probabilities users see: the prior correction (which undoes class-weighted training) is
+    added first, then the temperature fitted on those corrected logits is applied."""
+    return softmax(np.asarray(logits, dtype=float) + logit_bias, temperature)
+
+
+@dataclass
+class Inference:
+    """What a loaded model says about a batch of model-ready images."""
+
+    probabilities: np.ndarray
+    """(N, C) calibrated, in the model's class order."""
+    ood_scores: np.ndarray | None
+    """(N,) out-of-distribution scores; None for a model folder without an OOD reference."""
+
+
+def infer(loaded: LoadedModel, images: np.ndarray, batch_size: int = 64,
+          progress: Callable[[int, int], None] | None = None) -> Inference:
+    """Calibrated probabilities and OOD scores for uint8 model-ready images (N, H, W, 3), from
+    one rotation-averaged pass (the OOD features come from the same pass as the logits)."""
+    cfg = loaded.config
+    wants_ood = loaded.ood is not None and len(images) > 0
+    out = run_network(loaded.model, images, cfg.mean, cfg.std, tta=cfg.tta,
+                      batch_size=batch_size, channels_last=cfg.channels_last,
+                      features=wants_ood, progress=progress)
+    scores = ood_scores(out.features, loaded.ood, images) if wants_ood else None
+    return Inference(calibrated_probabilities(out.logits, loaded.logit_bias, loaded.temperature),
+                     scores)
