@@ -49,6 +49,7 @@ def capture(out: Path, data: Path, prepared: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     root = Path(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or repo)
     out.mkdir(parents=True, exist_ok=False)
+    (out / PLACES_FILE).write_text(json.dumps({"models": str(root / "models"), "out": str(out)}))
     shipped = root / "models" / "resnet50_gz1"
     cutouts = sorted((data / "gz1_sdss" / "images").glob("*.jpeg"))[:N_CUTOUTS]
 
@@ -93,8 +94,13 @@ def capture(out: Path, data: Path, prepared: Path) -> None:
         f"np.save({str(out / 'gradcam.npy')!r}, np.stack(maps))\n", cwd=root)
 
 
-def _normalised(path: Path) -> bytes:
+def _normalised(path: Path, places: dict[str, str]) -> bytes:
+    """The file's bytes, with the capture's own folder and checkout named by placeholders (two
+    captures are written to different folders, and may be of different checkouts)."""
     data = path.read_bytes()
+    if path.suffix in TEXT_SUFFIXES:
+        for name, place in places.items():
+            data = data.replace(place.encode(), f"<{name}>".encode())
     if path.suffix not in {".json", ".jsonl"}:
         return data
 
@@ -110,19 +116,23 @@ def _normalised(path: Path) -> bytes:
                       for line in lines if line.strip())
 
 
-SKIP_FILES = {"train.log", "launch.json"}
+PLACES_FILE = "places.json"
+TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".csv", ".md"}
+SKIP_FILES = {"train.log", "launch.json", PLACES_FILE}
 
 
 def compare(a: Path, b: Path) -> int:
     files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in SKIP_FILES}
     files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in SKIP_FILES}
     differ = 0
+    places = {side: json.loads((root / PLACES_FILE).read_text()) for side, root in
+              (("a", a), ("b", b))}
     for rel in sorted(files_a | files_b):
         if rel not in files_a or rel not in files_b:
             print(f"only in {'first' if rel in files_a else 'second'}: {rel}")
             differ += 1
             continue
-        same = _normalised(a / rel) == _normalised(b / rel)
+        same = _normalised(a / rel, places["a"]) == _normalised(b / rel, places["b"])
         if not same:
             differ += 1
         digest = hashlib.sha256((a / rel).read_bytes()).hexdigest()[:12]
