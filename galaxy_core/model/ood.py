@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
+from galaxy_core.errors import ModelLoadError
 from galaxy_core.io_utils import atomic_write
 
 OOD_FILE = "ood.safetensors"
@@ -100,5 +102,12 @@ def save_ood(folder: Path, state: dict[str, np.ndarray]) -> None:
 
 
 def load_ood(folder: Path) -> dict[str, np.ndarray] | None:
+    """The stored reference, None when the folder has none; a damaged file is refused."""
     path = Path(folder) / OOD_FILE
-    return load_file(str(path)) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(f"{path} is not a valid safetensors file: {reason}") from None

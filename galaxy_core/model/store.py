@@ -20,8 +20,9 @@ from galaxy_core import __version__
 from galaxy_core.config import CLASSES, Config
 from galaxy_core.errors import ModelLoadError
 from galaxy_core.io_utils import read_json, write_json
-from galaxy_core.model.build import build_model
-from galaxy_core.model.ood import load_ood
+from galaxy_core.model.build import build_model, classifier_layer
+from galaxy_core.model.meta_schema import MAX_META_BYTES, check_meta, check_ood
+from galaxy_core.model.ood import OOD_FILE, load_ood
 from galaxy_core.model.weights import read_state_dict, state_of, write_state_dict
 
 WEIGHTS_FILE = "model.safetensors"
@@ -83,10 +84,18 @@ def load_model(folder: str | Path) -> LoadedModel:
     if not (folder / META_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ModelLoadError(f"{folder} is not a model folder (needs {WEIGHTS_FILE} and "
                              f"{META_FILE}); train one with galaxy train")
+    meta_path = folder / META_FILE
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise ModelLoadError(f"{meta_path} is larger than {MAX_META_BYTES // 2**20} MiB; "
+                             "a model.json is a few hundred kB")
     try:
-        meta = read_json(folder / META_FILE)
-    except ValueError as exc:
-        raise ModelLoadError(f"{folder / META_FILE} is not valid JSON: {exc}") from None
+        meta = read_json(meta_path)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else _short(exc)
+        raise ModelLoadError(f"{meta_path} is not valid JSON: {reason}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{meta_path} cannot be read: {exc.strerror}") from None
+    check_meta(meta, meta_path)
     config = Config.from_dict(meta.get("config", {}))
     classes = tuple(meta.get("classes", CLASSES))
     model = build_model(config.arch, None, num_classes=len(classes))
@@ -98,7 +107,15 @@ def load_model(folder: str | Path) -> LoadedModel:
         raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not match a {config.arch}: "
                              f"{str(exc).splitlines()[0]}") from None
     model.eval()
+    ood = load_ood(folder)
+    if ood is not None:
+        check_ood(ood, classifier_layer(model).in_features, folder / OOD_FILE)
     bias = np.asarray(meta.get("logit_bias", [0.0] * len(classes)), dtype=float)
     return LoadedModel(model=model, config=config, meta=meta, path=folder, classes=classes,
                        temperature=float(meta.get("temperature", 1.0)), logit_bias=bias,
-                       ood=load_ood(folder))
+                       ood=ood)
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
