@@ -188,3 +188,103 @@ def test_bad_numeric_option_is_one_line_and_exit_2(args, tmp_path, capsys):
     assert stop.value.code == 2
     assert_one_clear_line(err, args[-2])
     assert not any(tmp_path.iterdir()), "nothing may be written for a refused option"
+
+
+# --- training runs ---------------------------------------------------------------------------------
+RUN_CONFIG = Config(arch="resnet18", image_size=32, epochs=2, batch_size=8, lr=1e-3,
+                    warmup_epochs=0, val_fraction=0.25, test_fraction=0.25, patience=10,
+                    tta=False)
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory) -> Path:
+    from galaxy_core.data.prepare import PrepareRequest, prepare
+    from tests.conftest import write_gz1_fixture
+
+    root = tmp_path_factory.mktemp("hostile_train")
+    paths = write_gz1_fixture(root / "src", n_per_class=8, size=48)
+    prepare(PrepareRequest(images=paths["images_gz1"], out=root / "prepared",
+                           labels=paths["leaf"]), RUN_CONFIG)
+    return root / "prepared"
+
+
+def _adam_steps(run_dir: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "checkpoint.safetensors"), framework="pt") as handle:
+        return int(handle.get_tensor("optim.0.step").item())
+
+
+@pytest.mark.slow
+def test_checkpoint_is_one_unit_and_a_stale_counter_file_is_ignored(prepared_dir, tmp_path):
+    """The kill between the two checkpoint files: a checkpoint.json saying epoch 1 beside
+    tensors of epoch 2 made resume train an extra epoch silently. The counters now live inside
+    the one checkpoint file."""
+    from galaxy_core.train.loop import train
+
+    run = tmp_path / "run"
+    train(prepared_dir, run, RUN_CONFIG)
+    per_epoch = _adam_steps(run) // 2
+    assert per_epoch > 0 and not (run / "checkpoint.json").exists()
+    (run / "checkpoint.json").write_text(json.dumps(
+        {"epoch": 1, "best_val_loss": 9.0, "bad_epochs": 0}))  # as an old version left it
+    result = train(prepared_dir, run, RUN_CONFIG.replace(epochs=3), resume=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert _adam_steps(run) == 3 * per_epoch
+
+
+@pytest.mark.slow
+def test_orphan_temp_files_are_removed_on_the_next_start(prepared_dir, tmp_path):
+    from galaxy_core.train.loop import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    orphan = run / ".checkpoint.safetensors.k9x2.tmp"
+    orphan.write_bytes(b"\0" * 4096)  # a partial checkpoint from a kill -9
+    keep = run / "notes.txt"
+    keep.write_text("mine")
+    train(prepared_dir, run, RUN_CONFIG.replace(epochs=1))
+    assert not orphan.exists() and keep.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_disk_full_names_the_path_and_how_to_resume(prepared_dir, tmp_path, monkeypatch):
+    import errno
+
+    import galaxy_core.train.checkpoint as checkpoint
+    from galaxy_core.errors import GalaxyError
+    from galaxy_core.train.loop import train
+    from galaxy_core.train.run_folder import read_history
+
+    run = tmp_path / "run"
+    real = checkpoint.atomic_write
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full)
+    with pytest.raises(GalaxyError) as refused:
+        train(prepared_dir, run, RUN_CONFIG)
+    message = str(refused.value)
+    assert "disk full" in message and "checkpoint.safetensors" in message
+    assert "--resume" in message and "free" in message
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "disk full" in status["error"]
+    monkeypatch.setattr(checkpoint, "atomic_write", real)  # room made
+    result = train(prepared_dir, run, RUN_CONFIG, resume=True)
+    assert [r["epoch"] for r in read_history(run)] == [1, 2] and result.state == "finished"
+
+
+def test_refused_pickle_weights_are_one_line_and_leave_no_run_folder(prepared_dir, tmp_path,
+                                                                     capsys):
+    import datetime
+
+    weights = tmp_path / "backbone.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "when": datetime.datetime(2020, 1, 1)}, weights)
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--data", prepared_dir, "--out", run, "--arch", "resnet18",
+                            "--weights", weights, "--epochs", "1"], capsys)
+    assert code == 2
+    assert_one_clear_line(err, "backbone.pth", "safetensors")
+    assert "weights_only=False" not in err
+    assert not run.exists()

@@ -7,6 +7,7 @@ A ``.pth`` pickle is refused unless the caller explicitly allows it, and even th
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -35,12 +36,17 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} could not be read safely (weights_only=True): "
-                             f"{type(exc).__name__}: {exc}") from None
+        if "weights_only" in str(exc) or isinstance(exc, pickle.UnpicklingError):
+            raise ModelLoadError(
+                f"{path.name} holds Python objects besides tensors, which could run code when "
+                "loaded; refusing it. If you trust its source, convert it once to safetensors "
+                "(safetensors.torch.save_file of its state dict) and pass that file.") from None
+        raise ModelLoadError(f"{path.name} cannot be read as a PyTorch state dict "
+                             f"({type(exc).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{path.name} does not hold a state dict")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ModelLoadError(f"{path.name} does not hold a state dict (names to tensors)")
     return state
 
 

@@ -14,8 +14,10 @@ dashboard in another process can both follow the same run.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,14 +32,15 @@ from galaxy_core.config import CLASSES, Config
 from galaxy_core.data.cache import Part, load_framed_part, training_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
-from galaxy_core.io_utils import read_json, write_json
+from galaxy_core.errors import GalaxyError
+from galaxy_core.io_utils import orphan_temps, read_json, write_json
 from galaxy_core.model.build import build_model, set_threads
 from galaxy_core.model.inference import predict_logits
 from galaxy_core.model.weights import state_of, write_state_dict
 from galaxy_core.train.augment import augment
 from galaxy_core.train.checkpoint import load_checkpoint, save_checkpoint
-from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, append_history, read_history,
-                                          rewrite_history, write_status)
+from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, append_history, model_dir,
+                                          read_history, rewrite_history, write_status)
 
 StepCallback = Callable[[int, int, dict[str, Any]], None]
 """``on_step(done, total, info)`` after every optimisation step (all epochs counted)."""
@@ -137,6 +140,8 @@ def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, spl
     is repeatable from its config."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for orphan in orphan_temps(run_dir) + orphan_temps(model_dir(run_dir)):
+        orphan.unlink(missing_ok=True)  # half-written by a killed process
     config, extended = _run_config(run_dir, config, resume)
     write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
                                        "split": split})
@@ -262,7 +267,14 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
           on_epoch: EpochCallback | None = None) -> TrainResult:
     """Train (or resume) one model on one split of a prepared dataset; the best weights end up
     in the run folder's ``best.safetensors``."""
-    state = setup_run(prepared_dir, run_dir, config, split, resume)
+    run_dir = Path(run_dir)
+    fresh = not run_dir.exists()
+    try:
+        state = setup_run(prepared_dir, run_dir, config, split, resume)
+    except GalaxyError:
+        if fresh:  # refused before anything was trained (bad weights file, missing data)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
     # epochs run again.
     history = [r for r in read_history(state.run_dir) if r["epoch"] <= state.start_epoch]
@@ -283,5 +295,26 @@ def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: 
         result.state = "interrupted"
         write_status(state.run_dir, state="interrupted")
         return result
+    except OSError as exc:
+        raise _write_failed(state.run_dir, exc) from None
     write_status(state.run_dir, state="trained")
     return result
+
+
+def _write_failed(run_dir: Path, exc: OSError) -> GalaxyError:
+    """A failed write (most often a full disk) as one line that says where, how much space is
+    left and how to continue; ``status.json`` says so too when there is room for it."""
+    where = exc.filename or run_dir
+    try:
+        free = f"{shutil.disk_usage(run_dir).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    full = exc.errno == errno.ENOSPC
+    message = (f"{'disk full' if full else exc.strerror or 'write failed'} while writing "
+               f"{where} ({free}). The last finished epoch is kept: make room, then continue "
+               f"with the same command and --resume")
+    try:
+        write_status(run_dir, state="failed", error=message)
+    except OSError:
+        pass
+    return GalaxyError(message)

@@ -5,8 +5,9 @@ step reads it, and the CLI and the dashboard (another process) follow a run thro
 ``status.json``             what the run is doing now (state, epoch, step), rewritten often
 ``log.jsonl``               one JSON row per finished epoch
 ``best.safetensors``        weights of the epoch with the lowest validation loss
-``checkpoint.safetensors``  weights, optimizer moments and RNG after the last finished epoch,
-``checkpoint.json``         with its bookkeeping (written last: its presence makes the pair valid)
+``checkpoint.safetensors``  weights, optimizer moments, RNG and (in its metadata) the epoch
+                            counters after the last finished epoch: one file, replaced atomically
+``checkpoint.json``         older versions kept the counters here; still read, no longer written
 ``train.log``               the process's own output, when started by the dashboard
 ``launch.json``             pid and command, written by the dashboard before the loop starts
 ``model/``                  the finished model folder (written by ``galaxy_core.release``)
@@ -28,7 +29,7 @@ STATUS_FILE = "status.json"
 HISTORY_FILE = "log.jsonl"
 BEST_FILE = "best.safetensors"
 CHECKPOINT_STATE_FILE = "checkpoint.safetensors"
-CHECKPOINT_INFO_FILE = "checkpoint.json"
+LEGACY_CHECKPOINT_INFO_FILE = "checkpoint.json"
 PROCESS_LOG_FILE = "train.log"
 LAUNCH_FILE = "launch.json"
 MODEL_SUBDIR = "model"
