@@ -241,17 +241,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
-                   "error")
+                   "error", "notes")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from galaxy_core.model.store import load_model
-    from galaxy_core.predict.classify import classify_sources, expand_paths
+    from galaxy_core.predict.classify import classify_sources
+    from galaxy_core.predict.inputs import find_inputs
 
     loaded = load_model(args.model or locations.model_dir())
-    paths = expand_paths(args.paths)
-    if not paths:
-        raise GalaxyError("no image files found in the given folder(s)")
+    entries = find_inputs(args.paths)
+    if not entries:
+        raise GalaxyError("the given folder(s) hold no files")
     threshold = None
     if args.accept_at is not None:
         from galaxy_core.evaluate.report import validation_threshold
@@ -259,8 +260,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         threshold = validation_threshold(loaded.path, args.accept_at)
         print(f"accepting answers with p >= {threshold:.3f} ({args.accept_at:.0%} accurate on "
               "validation)", file=sys.stderr)
-    with _bar("classifying", len(paths)) as bar:
-        preds = classify_sources(loaded, paths, survey=args.survey_match,
+    with _bar("classifying", len(entries)) as bar:
+        preds = classify_sources(loaded, entries, survey=args.survey_match,
                                  batch_size=args.batch_size, progress=_progress(bar))
     buffer = io.StringIO()
     columns = PREDICT_COLUMNS + (("accepted",) if threshold is not None else ())
@@ -278,11 +279,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(preds)} rows to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(buffer.getvalue())
-    failed = sum(1 for p in preds if not p.ok)
+    failed = sum(1 for p in preds if p.failed)
+    skipped = sum(1 for p in preds if p.skipped)
     unusual = sum(1 for p in preds if p.unusual)
     if unusual:
         print(f"warning: {unusual} input(s) look unlike the training galaxies (ood_score > 1); "
               "treat their labels with caution", file=sys.stderr)
+    if skipped:
+        print(f"{skipped} entr{'y' if skipped == 1 else 'ies'} in the folder(s) not images "
+              "(their rows say 'skipped')", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(preds)} input(s) could not be classified (see the error "
               "column)", file=sys.stderr)
@@ -410,9 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", formatter_class=fmt, help="classify image files or folders",
                        description="Classify images (JPEG, PNG, TIFF, FITS, ...; folders are "
-                       "searched). Writes CSV: path,label,p_spiral,p_elliptical,ood_score,"
-                       "survey_matched,error. Exit 0 if all inputs were classified, 1 if some "
-                       "could not be (see 'error'), 2 for bad usage.")
+                       "searched, and every entry found gets a row: files that are not images "
+                       "say 'skipped', unreadable folders and files say why). Writes CSV: "
+                       "path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes. "
+                       "Exit 0 if all inputs were classified, 1 if some could not be (see "
+                       "'error'), 2 for bad usage.")
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument("--model", help=model_help)
     p.add_argument("--output", "-o", help="CSV file to write (default: stdout)")

@@ -14,6 +14,11 @@ class ImageLoadError(GalaxyError):
     """An image cannot be read: empty, truncated, not an image, too large, or an unsupported kind."""
 
 
+class NotAnImageError(ImageLoadError):
+    """The content is not an image of any kind (a text file, an archive, a program): a file a
+    folder search may pass over with a note, unlike an image it cannot read."""
+
+
 class ModelLoadError(GalaxyError):
     """A model folder is missing, incomplete, unsafe (pickle) or does not match this code."""
 

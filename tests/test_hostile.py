@@ -288,3 +288,129 @@ def test_refused_pickle_weights_are_one_line_and_leave_no_run_folder(prepared_di
     assert_one_clear_line(err, "backbone.pth", "safetensors")
     assert "weights_only=False" not in err
     assert not run.exists()
+
+
+# --- files and folders given to galaxy predict ------------------------------------------------------
+def _make(kind: str, folder: Path, jpeg: bytes) -> str:
+    """Put one entry of ``kind`` into ``folder``; return the name its row must show."""
+    import gzip
+    import os
+
+    if kind == "good":
+        (folder / "ok.jpg").write_bytes(jpeg)
+        return "ok.jpg"
+    if kind == "no suffix":
+        (folder / "cutout").write_bytes(jpeg)
+        return "cutout"
+    if kind == "carriage return":
+        (folder / "cr\rname.jpg").write_bytes(jpeg)
+        return "cr\\rname.jpg"
+    if kind == "non-UTF-8 name":
+        with open(os.fsencode(str(folder)) + b"/bad\xffname.jpg", "wb") as handle:
+            handle.write(jpeg)
+        return "bad\\xffname.jpg"
+    if kind == "text file":
+        (folder / "README.txt").write_text("not an image\n")
+        return "README.txt"
+    if kind == "avif":
+        (folder / "x.avif").write_bytes(b"\0\0\0\x1cftypavif" + b"\0" * 64)
+        return "x.avif"
+    if kind == "jp2":
+        (folder / "x.jp2").write_bytes(b"\0\0\0\x0cjP  \r\n\x87\n" + b"\0" * 64)
+        return "x.jp2"
+    if kind == "dangling link":
+        (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")
+        return "gone.jpg"
+    if kind == "fifo":
+        os.mkfifo(folder / "pipe.jpg")
+        return "pipe.jpg"
+    if kind == "gzipped text":
+        (folder / "x.fits.gz").write_bytes(gzip.compress(b"SIMPLE? no, just text\n" * 20))
+        return "x.fits.gz"
+    if kind == "link to folder":
+        (folder / "elsewhere").symlink_to(folder.parent)
+        return "elsewhere"
+    raise ValueError(kind)
+
+
+FOLDER_ENTRIES = {
+    # kind: (classified, skipped (not an image: no failure), words the error must hold)
+    "good": (True, False, ""),
+    "no suffix": (True, False, ""),
+    "carriage return": (True, False, ""),
+    "non-UTF-8 name": (True, False, ""),
+    "text file": (False, True, "text file"),
+    "avif": (False, False, "AVIF"),
+    "jp2": (False, False, "JPEG 2000"),
+    "dangling link": (False, False, "broken symbolic link"),
+    "fifo": (False, False, "named pipe"),
+    "gzipped text": (False, False, "not an image"),
+    "link to folder": (False, True, "not followed"),
+}
+
+
+@pytest.mark.parametrize("kind", list(FOLDER_ENTRIES))
+def test_every_entry_in_a_folder_gets_its_row(kind, good_model, galaxy_jpeg, tmp_path, capsys):
+    import pandas as pd
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = _make("good", folder, galaxy_jpeg.read_bytes())
+    shown = good if kind == "good" else _make(kind, folder, galaxy_jpeg.read_bytes())
+    out = tmp_path / "out.csv"
+    code, _, err = run_cli(["predict", folder, "--model", good_model, "-o", out], capsys)
+    classified, skipped, words = FOLDER_ENTRIES[kind]
+    rows = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert len(rows) == (1 if kind == "good" else 2), rows  # no row lost, none split in two
+    row = rows[rows["path"].str.endswith(shown)].iloc[0]
+    assert (row["label"] != "") == classified
+    assert words in row["error"]
+    assert row["error"].startswith("skipped") == skipped
+    assert code == (0 if classified or skipped else 1), err
+    if shown != good and "\\" in shown:
+        assert "escapes" in row["notes"]
+    assert " object at 0x" not in out.read_text()
+
+
+def test_unreadable_folder_gets_a_row_and_exit_1(good_model, galaxy_jpeg, tmp_path, capsys,
+                                                 monkeypatch):
+    """(Run as root, a chmod 000 folder is still readable, so the refusal is simulated where
+    the search meets it.)"""
+    import os
+
+    import pandas as pd
+
+    import galaxy_core.predict.inputs as inputs
+
+    folder = tmp_path / "in"
+    (folder / "locked").mkdir(parents=True)
+    _make("good", folder, galaxy_jpeg.read_bytes())
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):
+        for root, dirs, files in real_walk(top, onerror=onerror, **kw):
+            if Path(root).name == "locked":
+                onerror(PermissionError(13, "Permission denied", root))
+                continue
+            yield root, dirs, files
+
+    monkeypatch.setattr(inputs.os, "walk", walk)
+    out = tmp_path / "out.csv"
+    code, _, _ = run_cli(["predict", folder, "--model", good_model, "-o", out], capsys)
+    rows = pd.read_csv(out, keep_default_na=False, dtype=str)
+    locked = rows[rows["path"].str.endswith("locked")]
+    assert len(locked) == 1 and "cannot be read" in locked.iloc[0]["error"]
+    assert code == 1
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_special_files_given_directly_never_hang(special, good_model, tmp_path, capsys):
+    import os
+
+    path = special
+    if special == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    code, out, _ = run_cli(["predict", path, "--model", good_model], capsys)
+    assert code == 1 and "not a regular file" in out
+    assert "too big" not in out

@@ -20,6 +20,8 @@ Why it is more than ``Image.open(...).convert("RGB")``:
 from __future__ import annotations
 
 import io
+import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from galaxy_core.errors import ImageLoadError
+from galaxy_core.errors import ImageLoadError, NotAnImageError
 
 MAX_PIXELS = 50_000_000
 """Largest width x height accepted; checked from the header, before decoding."""
@@ -66,9 +68,14 @@ _NOT_IMAGES = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"\x7fELF", "a program (ELF executable)"),
     (b"MZ", "a Windows program"),
-    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image, which is not supported"),
-    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream, which is not supported"),
 )
+_UNSUPPORTED_IMAGES = (
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream"),
+)
+_UNSUPPORTED_BRANDS = {b"avif": "an AVIF image", b"avis": "an AVIF image sequence",
+                       b"heic": "a HEIC image", b"heix": "a HEIC image", b"mif1": "a HEIF image"}
+"""ISO media brands (bytes 8-12 after ``ftyp``) of image formats this loader does not decode."""
 
 
 @dataclass
@@ -100,14 +107,14 @@ def read_image(source: str | Path | bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     and the decoders never see a file that changes under them. ``name`` is the original file name
     of uploaded bytes: it labels messages and lets a misleading suffix be noted.
     """
-    label = _label(name if name is not None and not isinstance(source, (str, Path)) else source)
+    label = _label(name if name is not None else source)
     try:
         data, suffix = _read_bytes(source, max_bytes)
         if name is not None and not suffix:
             suffix = Path(name).suffix.lower()
         return _decode(data, suffix, max_bytes)
-    except ImageLoadError as exc:
-        raise ImageLoadError(f"{label}: {exc}" if label else str(exc)) from None
+    except ImageLoadError as exc:  # same kind, labelled with the file name
+        raise type(exc)(f"{label}: {exc}" if label else str(exc)) from None
     except MemoryError:
         raise ImageLoadError(f"{label or 'image'}: not enough memory to decode it") from None
     except Exception as exc:  # last line of defence: no library exception may escape
@@ -139,6 +146,12 @@ def _read_bytes(source: object, max_bytes: int) -> tuple[bytes, str]:
         try:
             if path.is_dir():
                 raise ImageLoadError("is a folder, not an image file")
+            if path.is_symlink() and not path.exists():
+                raise ImageLoadError("broken symbolic link (its target does not exist)")
+            mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise ImageLoadError(f"not a regular file ({_file_kind(mode)}); only files are "
+                                     "read")
             size = path.stat().st_size
             if size > max_bytes:
                 raise ImageLoadError(f"file too big ({_mib(size)}; the limit is {_mib(max_bytes)})")
@@ -159,13 +172,27 @@ def _read_bytes(source: object, max_bytes: int) -> tuple[bytes, str]:
     return data, suffix
 
 
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+MAX_REASON = 200
+
+
 def _reason(exc: BaseException) -> str:
-    """One line describing a library exception, without tracebacks or newlines."""
-    text = " ".join(str(exc).split())
+    """One line describing a library exception, without tracebacks, newlines or object reprs
+    (``<_io.BytesIO object at 0x...>`` made one kind of error into thousands of distinct
+    strings), cut to :data:`MAX_REASON` characters."""
+    text = _OBJECT_REPR.sub("the data", " ".join(str(exc).split()))
+    if len(text) > MAX_REASON:
+        text = text[:MAX_REASON - 1] + "…"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -191,15 +218,22 @@ def sniff_format(data: bytes) -> str:
         return "FITS"
     if head.startswith(b"\x1f\x8b"):
         return "GZIP"
+    for magic, what in _UNSUPPORTED_IMAGES:
+        if head.startswith(magic):
+            raise ImageLoadError(f"this is {what}, which is not supported ({_SUPPORTED})")
+    if head[4:8] == b"ftyp" and head[8:12] in _UNSUPPORTED_BRANDS:
+        raise ImageLoadError(f"this is {_UNSUPPORTED_BRANDS[head[8:12]]}, which is not "
+                             f"supported ({_SUPPORTED})")
     for magic, what in _NOT_IMAGES:
         if head.startswith(magic):
-            raise ImageLoadError(f"this is {what}, not an image")
+            raise NotAnImageError(f"this is {what}, not an image")
     if _looks_like_text(data[:4096]):
         start = data[:512].lstrip().lower()
         if start.startswith((b"<!doctype html", b"<html")):
-            raise ImageLoadError("this is a web page (HTML), not an image; did the download fail?")
-        raise ImageLoadError("this is a text file, not an image")
-    raise ImageLoadError(f"not a recognised image format (expected {_SUPPORTED})")
+            raise NotAnImageError("this is a web page (HTML), not an image; did the download "
+                                  "fail?")
+        raise NotAnImageError("this is a text file, not an image")
+    raise NotAnImageError(f"not a recognised image format (expected {_SUPPORTED})")
 
 
 def _looks_like_text(chunk: bytes) -> bool:

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from galaxy_core.data.imageio import IMAGE_SUFFIXES, read_image
+from galaxy_core.data.imageio import read_image
 from galaxy_core.data.preprocess import frame_for_model
-from galaxy_core.errors import GalaxyError
+from galaxy_core.errors import GalaxyError, NotAnImageError
 from galaxy_core.model.inference import infer
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.store import LoadedModel
+from galaxy_core.predict.inputs import ESCAPED_NOTE, Entry, printable
 from galaxy_core.predict.survey_match import prepare_for_model
 
 
@@ -36,6 +37,9 @@ class Prediction:
     ood_score: float | None = None
     survey_matched: bool = False
     error: str = ""
+    skipped: bool = False
+    """Found in a folder and not an image at all (a README, a catalogue): reported, but not a
+    failure to classify."""
     notes: list[str] = field(default_factory=list)
     model_input: np.ndarray | None = field(default=None, repr=False)
     """The uint8 image exactly as the model saw it (after matching, crop and resize)."""
@@ -43,6 +47,11 @@ class Prediction:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def failed(self) -> bool:
+        """Could not be classified, and should have been."""
+        return bool(self.error) and not self.skipped
 
     @property
     def unusual(self) -> bool:
@@ -60,7 +69,8 @@ class Prediction:
         return {"path": self.source, "label": self.label, "p_spiral": fmt(self.p_spiral),
                 "p_elliptical": fmt(self.p_elliptical), "ood_score": fmt(self.ood_score),
                 "survey_matched": int(self.survey_matched) if self.ok else "",
-                "error": self.error}
+                "error": f"skipped: {self.error}" if self.skipped else self.error,
+                "notes": "; ".join(self.notes)}
 
 
 def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
@@ -77,11 +87,30 @@ def classify_arrays(loaded: LoadedModel, arrays: np.ndarray,
     return result.probabilities, result.ood_scores
 
 
-def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[str, bytes]],
+Source = str | Path | tuple[str, bytes] | Entry
+
+
+def _start(item: Source) -> tuple[Prediction, Path | bytes | None, Entry | None]:
+    """The row an input starts as, and what to read for it (None: nothing to read)."""
+    if isinstance(item, tuple):
+        name, data = item
+        shown, escaped = printable(name)
+        return Prediction(source=shown, notes=[ESCAPED_NOTE] if escaped else []), data, None
+    entry = item if isinstance(item, Entry) else Entry(Path(item))
+    shown, escaped = printable(str(entry.path))
+    pred = Prediction(source=shown, notes=[ESCAPED_NOTE] if escaped else [])
+    if entry.problem:
+        pred.error, pred.skipped = entry.problem, entry.skippable
+        return pred, None, entry
+    return pred, entry.path, entry
+
+
+def classify_sources(loaded: LoadedModel, sources: Iterable[Source],
                      survey: str = "auto", batch_size: int = 32,
                      progress: Callable[[int, int], None] | None = None,
                      keep_inputs: bool = False) -> list[Prediction]:
-    """Classify files (paths) or uploads (``(name, bytes)``), in batches, never raising per file."""
+    """Classify files (paths or :class:`Entry`) or uploads (``(name, bytes)``), in batches,
+    never raising per file."""
     items = list(sources)
     results: list[Prediction] = []
     done = 0
@@ -90,17 +119,20 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[s
         preds: list[Prediction] = []
         arrays: list[np.ndarray] = []
         for item in chunk:
-            name, data = (item if isinstance(item, tuple) else (str(item), Path(item)))
-            pred = Prediction(source=name)
+            pred, data, entry = _start(item)
+            preds.append(pred)
+            if data is None:
+                continue
             try:
-                loaded_image = read_image(data, name=name)
-                pred.notes = list(loaded_image.notes)
+                loaded_image = read_image(data, name=pred.source)
+                pred.notes += loaded_image.notes
                 arr, pred.survey_matched = model_input(loaded, loaded_image.image, survey)
                 pred.model_input = arr
                 arrays.append(arr)
+            except NotAnImageError as exc:
+                pred.error, pred.skipped = str(exc), bool(entry and entry.skippable)
             except GalaxyError as exc:
                 pred.error = str(exc)
-            preds.append(pred)
         ok = [p for p in preds if p.model_input is not None]
         if ok:
             probs, scores = classify_arrays(loaded, np.stack(arrays), batch_size=batch_size)
@@ -117,16 +149,3 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[str | Path | tuple[s
         if progress:
             progress(done, len(items))
     return results
-
-
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders expanded to the image files inside them (sorted, recursive)."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*")
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(path)
-    return out
