@@ -2,25 +2,18 @@
 
 A thin shell over ``galaxy_core``: the pages under ``pages/`` only call the library and draw what
 it returns. Locations come from GALAXY_MODEL_DIR, GALAXY_RUNS_DIR, GALAXY_DATA and
-GALAXY_PREPARED (see ``dashboard/paths.py``).
+GALAXY_PREPARED (see ``galaxy_core/locations.py``).
 """
 
 import streamlit as st
 
 from dashboard import models, paths
-from dashboard.ui import guard, inside_app
+from dashboard.ui import app_pages, guard, inside_app
+from galaxy_core.locations import default_data_root
 
 st.set_page_config(page_title="Galaxy morphology", page_icon=":material/flare:", layout="wide")
 
-PAGES = [
-    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:", default=True),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("pages/failures.py", title="Failures", icon=":material/report:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
-]
-
-page = st.navigation(PAGES)
+page = st.navigation(app_pages())
 
 with st.sidebar:
     st.markdown("### :material/flare: Spiral or elliptical?")
@@ -28,7 +21,7 @@ with guard("Model selector"):
     models.sidebar_selector()
 with st.sidebar:
     data_ok = paths.gz1_images().is_dir()
-    st.caption(f"Data: {paths.show(paths.data_root())}"
+    st.caption(f"Data: {paths.show(default_data_root())}"
                + ("" if data_ok else " (not found; set GALAXY_DATA)"))
 
 with guard(), inside_app():

@@ -18,9 +18,11 @@ import streamlit as st
 
 from dashboard import paths
 from dashboard.ui import one_line
+from galaxy_core import locations
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.report import load_report
-from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
+from galaxy_core.evaluate.report import REPORT_FILE, load_report
+from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, LoadedModel, load_model, report_dir
+from galaxy_core.train import run_folder
 
 SELECT_KEY = "model_choice"
 PATH_KEY = "model_path"
@@ -57,8 +59,9 @@ def run_models(runs: Path) -> list[tuple[str, Path]]:
     if not runs.is_dir():
         return found
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):
-        candidates = [("", run / "model")] + [(f"/{s.name}", s / "model")
-                                              for s in sorted(run.glob("split_*"))]
+        splits = sorted(run.glob(f"{run_folder.SPLIT_PREFIX}*"))
+        candidates = [("", run_folder.model_dir(run))] + [(f"/{s.name}", run_folder.model_dir(s))
+                                                          for s in splits]
         for suffix, folder in candidates:
             if is_model_dir(folder):
                 found.append((f"{run.name}{suffix}", folder))
@@ -68,13 +71,13 @@ def run_models(runs: Path) -> list[tuple[str, Path]]:
 def discover() -> list[ModelChoice]:
     """Every model the selector offers, the default first."""
     choices: list[ModelChoice] = []
-    default, shipped = paths.model_dir(), paths.shipped_model_dir()
+    default, shipped = locations.model_dir(), locations.SHIPPED_MODEL_DIR
     if is_model_dir(default):
         where = "shipped" if _same(default, shipped) else "GALAXY_MODEL_DIR"
         choices.append(ModelChoice(f"{default.name} ({where})", default))
     if not _same(default, shipped) and is_model_dir(shipped):
         choices.append(ModelChoice(f"{shipped.name} (shipped)", shipped))
-    for name, folder in run_models(paths.runs_dir()):
+    for name, folder in run_models(locations.runs_dir()):
         choices.append(ModelChoice(f"Run {name}", folder))
     unique: dict[Path, ModelChoice] = {}
     for choice in choices:
@@ -96,15 +99,15 @@ def sidebar_selector() -> ModelChoice | None:
         if not choices:
             st.session_state.pop(PATH_KEY, None)
             st.warning("No shipped model yet: train one on the Train page.")
-            st.caption(f"Looked for {paths.show(paths.model_dir())} and finished runs in "
-                       f"{paths.show(paths.runs_dir())}.")
+            st.caption(f"Looked for {paths.show(locations.model_dir())} and finished runs in "
+                       f"{paths.show(locations.runs_dir())}.")
             return None
         labels = [c.label for c in choices]
         if st.session_state.get(SELECT_KEY) not in labels:
             st.session_state[SELECT_KEY] = labels[0]
         label = st.selectbox("Model", labels, key=SELECT_KEY,
                              help="The shipped model and every finished run in "
-                                  f"{paths.show(paths.runs_dir())}.")
+                                  f"{paths.show(locations.runs_dir())}.")
         choice = choices[labels.index(label)]
         st.session_state[PATH_KEY] = str(choice.path)
         meta = read_meta(choice)
@@ -202,11 +205,11 @@ def _report(folder: str, version: float) -> dict[str, Any] | None:
     return load_report(Path(folder))
 
 
-def report_version(model_dir: Path, part: str) -> float | None:
+def report_version(folder: Path, part: str) -> float | None:
     """When the stored report of one part was written (None if there is none): the cache key for
     anything derived from it."""
     try:
-        return (model_dir / f"report_{part}" / "report.json").stat().st_mtime
+        return (report_dir(folder, part) / REPORT_FILE).stat().st_mtime
     except OSError:
         return None
 
@@ -216,11 +219,11 @@ def report(choice: ModelChoice, part: str = "test") -> dict[str, Any] | None:
     version = report_version(choice.path, part)
     if version is None:
         return None
-    return _report(str(choice.path / f"report_{part}"), version)
+    return _report(str(report_dir(choice.path, part)), version)
 
 
 def report_parts(choice: ModelChoice) -> list[str]:
-    return [p for p in ("test", "val") if (choice.path / f"report_{p}" / "report.json").is_file()]
+    return [p for p in ("test", "val") if (report_dir(choice.path, p) / REPORT_FILE).is_file()]
 
 
 def splits_summary(choice: ModelChoice, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -228,7 +231,7 @@ def splits_summary(choice: ModelChoice, meta: dict[str, Any]) -> dict[str, Any] 
     if isinstance(meta.get("splits"), dict) and meta["splits"]:
         return meta["splits"]
     for folder in (choice.path.parent, choice.path.parent.parent):
-        path = folder / "splits_summary.json"
+        path = folder / run_folder.SPLITS_SUMMARY_FILE
         if path.is_file():
             try:
                 data = _read_json(str(path), path.stat().st_mtime)

@@ -1,14 +1,9 @@
-"""Where the dashboard looks for models, runs and data. Every location can be overridden with an
-environment variable, so the same app serves a fresh clone, CI and a survey team's own data:
-
-==================  =========================================  =================================
-variable            meaning                                    default
-==================  =========================================  =================================
-GALAXY_MODEL_DIR    model folder selected at start             models/resnet50_gz1 (shipped)
-GALAXY_RUNS_DIR     training runs (runs/<name>/model)          <repo>/runs
-GALAXY_DATA         real data root (gz1_sdss/, seed_examples/) ../shared/data
-GALAXY_PREPARED     prepared dataset (``galaxy prepare``)       <repo>/data/gz1
-==================  =========================================  =================================
+"""Where the dashboard finds things, as people should read them. The default locations of models,
+runs, data and the prepared dataset (and their environment variables: GALAXY_MODEL_DIR,
+GALAXY_RUNS_DIR, GALAXY_DATA, GALAXY_PREPARED) are ``galaxy_core.locations``, shared with the CLI;
+this module adds the layout of the real data root (``gz1_sdss/``, ``seed_examples/``,
+``gz2_unlabelled/``) and presentation helpers: paths relative to the repository, the
+``galaxy prepare`` line, the example galaxies.
 """
 
 from __future__ import annotations
@@ -17,67 +12,44 @@ import os
 from pathlib import Path
 from typing import Any
 
-from galaxy_core.locations import SHIPPED_MODEL_DIR, default_data_root
-
-REPO = Path(__file__).resolve().parent.parent
+from galaxy_core.data.imageio import IMAGE_SUFFIXES
+from galaxy_core.locations import PROJECT_ROOT, default_data_root, prepared_dir
 
 PREPARE_COMMAND = "galaxy prepare --labels {labels} --images {images} --out {out} --splits {splits}"
-EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".fits", ".fit", ".fts")
-
-
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name, "").strip()
-    return Path(value).expanduser() if value else default
-
-
-def model_dir() -> Path:
-    """The model selected when the app opens."""
-    return _env_path("GALAXY_MODEL_DIR", SHIPPED_MODEL_DIR)
-
-
-def shipped_model_dir() -> Path:
-    return SHIPPED_MODEL_DIR
-
-
-def runs_dir() -> Path:
-    return _env_path("GALAXY_RUNS_DIR", REPO / "runs")
-
-
-def data_root() -> Path:
-    return default_data_root()
-
-
-def prepared_dir() -> Path:
-    return _env_path("GALAXY_PREPARED", REPO / "data" / "gz1")
 
 
 def gz1_images() -> Path:
-    return data_root() / "gz1_sdss" / "images"
+    return default_data_root() / "gz1_sdss" / "images"
 
 
 def gz1_labels() -> Path:
-    return data_root() / "gz1_sdss" / "gz1_classes.csv"
+    return default_data_root() / "gz1_sdss" / "gz1_classes.csv"
 
 
 def show(path: Path | str) -> str:
     """A path as people should read it: relative to the repository when inside it."""
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(REPO))
+        return str(path.resolve().relative_to(PROJECT_ROOT))
     except (ValueError, OSError):
         return str(path)
 
 
+def command_path(path: Path | str) -> str:
+    """A path as a command run in the repository spells it: relative when it lies in or beside
+    the repository (``../shared/data``), else absolute."""
+    absolute = os.path.abspath(path)
+    try:
+        Path(absolute).relative_to(PROJECT_ROOT.parent)
+    except ValueError:
+        return str(path)
+    return Path(os.path.relpath(absolute, PROJECT_ROOT)).as_posix()
+
+
 def prepare_command(out: Path | None = None, splits: int = 3) -> str:
     """The ``galaxy prepare`` line that (re)builds the prepared folder from the real data."""
-    root = data_root()
-    try:
-        same = root.resolve() == (REPO.parent / "shared" / "data").resolve()
-    except OSError:
-        same = False
-    base = "../shared/data" if same else str(root)
-    return PREPARE_COMMAND.format(labels=f"{base}/gz1_sdss/gz1_classes.csv",
-                                  images=f"{base}/gz1_sdss/images",
+    return PREPARE_COMMAND.format(labels=command_path(gz1_labels()),
+                                  images=command_path(gz1_images()),
                                   out=show(out or prepared_dir()), splits=splits)
 
 
@@ -98,7 +70,7 @@ def set_data_hint() -> str:
 def examples() -> list[tuple[str, Path, str]]:
     """Example galaxies shipped beside the repo: (display name, path, known label or '')."""
     out: list[tuple[str, Path, str]] = []
-    seed = data_root() / "seed_examples"
+    seed = default_data_root() / "seed_examples"
     if seed.is_dir():
         labels: dict[str, str] = {}
         table = seed / "labels.csv"
@@ -107,13 +79,13 @@ def examples() -> list[tuple[str, Path, str]]:
                 name, _, label = line.partition(",")
                 labels[name.strip()] = label.strip()
         for path in sorted(seed.iterdir()):
-            if path.suffix.lower() in EXAMPLE_SUFFIXES:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
                 label = labels.get(path.name, "")
                 shown = f"{path.name} (labelled {label})" if label else path.name
                 out.append((shown, path, label))
-    gz2 = data_root() / "gz2_unlabelled"
+    gz2 = default_data_root() / "gz2_unlabelled"
     if gz2.is_dir():
         for path in sorted(gz2.iterdir()):
-            if path.suffix.lower() in EXAMPLE_SUFFIXES:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
                 out.append((f"GZ2 cutout {path.name}", path, ""))
     return out

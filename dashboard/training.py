@@ -2,8 +2,9 @@
 
 The training itself is the CLI (``python -m galaxy_core.cli train``) in its own session, so it
 outlives page reloads and even the dashboard. Everything the page shows is read back from the run
-folder: ``status.json`` and ``log.jsonl`` written by the training loop, ``train.log`` (the
-process's output) and ``launch.json`` (written here: pid and command, before the loop starts).
+folder (its layout is ``galaxy_core.train.run_folder``): the status and per-epoch log written by
+the training loop, the process's output, and the launch record written here (pid and command,
+before the loop starts).
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dashboard import paths
+from galaxy_core import locations
 from galaxy_core.errors import GalaxyError
 from galaxy_core.io_utils import write_json
+from galaxy_core.model.store import META_FILE
+from galaxy_core.train.run_folder import (ACTIVE_STATES, CONFIG_FILE, DONE_STATES, LAUNCH_FILE,
+                                          PROCESS_LOG_FILE, SPLIT_PREFIX, STATUS_FILE, model_dir)
 
-LAUNCH_FILE = "launch.json"
-STATUS_FILE = "status.json"
-LOG_FILE = "train.log"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-ACTIVE_STATES = ("starting", "loading data", "training", "evaluating")
-DONE_STATES = ("finished", "early_stopped")
 
 _PROCESSES: dict[int, subprocess.Popen] = {}
 """Children started by this server, polled so that finished ones are reaped (no zombies)."""
@@ -52,6 +51,12 @@ class RunInfo:
         if raw in ACTIVE_STATES and not self.alive:
             return "interrupted" if self.status.get("epoch") else "stopped"
         return raw
+
+    @property
+    def loop_done(self) -> bool:
+        """The training loop has finished: the release step (calibration, evaluation reports,
+        model folder) is running, or was cut short if the process is gone."""
+        return self.status.get("state") in ("trained", "evaluating")
 
     @property
     def active(self) -> bool:
@@ -104,21 +109,20 @@ def _read(path: Path) -> dict[str, Any]:
 def run_info(run_dir: Path) -> RunInfo:
     launch = _read(run_dir / LAUNCH_FILE)
     status = {**launch, **_read(run_dir / STATUS_FILE)}
-    has_model = (run_dir / "model" / "model.json").is_file() or any(
-        (s / "model" / "model.json").is_file() for s in run_dir.glob("split_*"))
+    has_model = (model_dir(run_dir) / META_FILE).is_file() or any(
+        (model_dir(s) / META_FILE).is_file() for s in run_dir.glob(f"{SPLIT_PREFIX}*"))
     return RunInfo(name=run_dir.name, path=run_dir, status=status,
                    alive=pid_alive(status.get("pid")), has_model=has_model)
 
 
 def list_runs(runs: Path | None = None) -> list[RunInfo]:
     """Every run folder (has status, launch or config), newest first."""
-    runs = runs or paths.runs_dir()
+    runs = runs or locations.runs_dir()
     if not runs.is_dir():
         return []
-    found = [p for p in runs.iterdir() if p.is_dir() and any(
-        (p / f).is_file() for f in (STATUS_FILE, LAUNCH_FILE, "config.json"))]
-    found.sort(key=lambda p: max((p / f).stat().st_mtime for f in
-                                 (STATUS_FILE, LAUNCH_FILE, "config.json") if (p / f).is_file()),
+    marks = (STATUS_FILE, LAUNCH_FILE, CONFIG_FILE)
+    found = [p for p in runs.iterdir() if p.is_dir() and any((p / f).is_file() for f in marks)]
+    found.sort(key=lambda p: max((p / f).stat().st_mtime for f in marks if (p / f).is_file()),
                reverse=True)
     return [run_info(p) for p in found]
 
@@ -128,7 +132,7 @@ def check_name(name: str, runs: Path | None = None) -> Path:
     if not NAME_PATTERN.fullmatch(name or ""):
         raise GalaxyError("run names use letters, digits, '-', '_' and '.', start with a letter "
                           "or digit and have at most 64 characters")
-    run_dir = (runs or paths.runs_dir()) / name
+    run_dir = (runs or locations.runs_dir()) / name
     if run_dir.exists():
         raise GalaxyError(f"a run named {name} already exists; pick another name or resume it")
     return run_dir
@@ -156,9 +160,10 @@ def start(prepared: Path, run_dir: Path, settings: dict[str, Any], resume: bool 
     if shutil.which("nice"):
         launch = ["nice", "-n", "5", *cmd]  # nice execs: the pid stays the trainer's pid
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(run_dir / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(launch, cwd=paths.REPO, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    with open(run_dir / PROCESS_LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(launch, cwd=locations.PROJECT_ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
     _PROCESSES[proc.pid] = proc
     previous = _read(run_dir / LAUNCH_FILE)
     write_json(run_dir / LAUNCH_FILE, {
@@ -170,8 +175,8 @@ def start(prepared: Path, run_dir: Path, settings: dict[str, Any], resume: bool 
 
 def resume(info: RunInfo) -> int:
     launch = _read(info.path / LAUNCH_FILE)
-    config = _read(info.path / "config.json")
-    prepared = launch.get("prepared") or config.get("prepared") or str(paths.prepared_dir())
+    config = _read(info.path / CONFIG_FILE)
+    prepared = launch.get("prepared") or config.get("prepared") or str(locations.prepared_dir())
     return start(Path(prepared), info.path, {}, resume=True)
 
 
@@ -189,7 +194,7 @@ def stop(info: RunInfo) -> bool:
 
 def log_tail(run_dir: Path, lines: int = 15) -> str:
     """Last lines of the process output, progress-bar redraws collapsed."""
-    path = run_dir / LOG_FILE
+    path = run_dir / PROCESS_LOG_FILE
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)

@@ -1,5 +1,6 @@
-"""Small presentation helpers: one-line errors instead of tracebacks, images sized for the screen,
-and cached Grad-CAM overlays."""
+"""Small presentation helpers: the app's page list, one-line errors instead of tracebacks and
+images sized for the screen. Imports nothing else of ``dashboard``, so every other module may use
+it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -56,16 +56,31 @@ def inside_app() -> Iterator[None]:
         _run.inside = False
 
 
+def app_pages() -> list[st.Page]:
+    """The app's pages, in sidebar order (``app.py`` draws them with ``st.navigation``)."""
+    return [
+        st.Page("pages/classify.py", title="Classify", icon=":material/image_search:",
+                default=True),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/failures.py", title="Failures", icon=":material/report:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+    ]
+
+
 def require_app() -> None:
-    """Called first by every page. With a ``pages/`` folder, Streamlit runs a page file on its own
-    (its old multipage mode) until ``st.navigation`` has been called once in the process, e.g. when
-    the first request after a restart is a bookmarked /evaluate. Switch that mode off and rerun
-    through app.py, so the sidebar and model selector are always there."""
+    """Called first by every page, so a page always runs inside ``app.py`` (sidebar and model
+    selector drawn).
+
+    Streamlit runs a file of a ``pages/`` folder on its own (its first, folder-based multipage
+    mode) until some session has called ``st.navigation``; after that it ignores the folder for
+    every session (documented in ``st.navigation``'s reference). So when the first request after
+    a server start is a bookmarked page such as /evaluate, that page runs alone: it then makes
+    the documented call itself, with the app's own page list (same URLs, so the same page is
+    found), and reruns, which now goes through ``app.py``."""
     if getattr(_run, "inside", False):
         return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False
+    st.navigation(app_pages(), position="hidden")
     st.rerun()
 
 
@@ -82,29 +97,3 @@ def thumbnail(image: Image.Image, size: int = 512) -> Image.Image:
     img = image.copy()
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     return img
-
-
-@st.cache_data(max_entries=512, show_spinner=False)
-def cam_overlay(_loaded, model_key: str, image: np.ndarray, target: int) -> np.ndarray:
-    """Grad-CAM of ``target`` on ``image`` (uint8, as the model saw it), blended over it."""
-    from dashboard.models import lock
-    from galaxy_core.explain.gradcam import gradcam, overlay
-
-    image = np.array(image)  # cached arrays come back read-only
-    with lock(_loaded):
-        cam = gradcam(_loaded, image, target=target)
-    return overlay(image, cam)
-
-
-@st.cache_data(max_entries=512, show_spinner=False)
-def catalogue_input(_loaded, model_key: str, path: str) -> np.ndarray:
-    """A catalogue galaxy's model input, built exactly as in training (no survey matching)."""
-    from galaxy_core.data.imageio import load_image
-    from galaxy_core.predict.classify import model_input
-
-    return model_input(_loaded, load_image(Path(path)), survey="off")[0]
-
-
-def cam_caption(class_name: str) -> str:
-    return (f"Grad-CAM for '{class_name}' (last convolutional block): red areas pushed "
-            f"the network towards {class_name}, blue ones did not.")

@@ -8,17 +8,17 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import models, paths
-from dashboard.ui import (cam_caption, cam_overlay, one_line, require_app, thumbnail,
-                          upscale)
-from galaxy_core.data.imageio import read_image
+from dashboard.charts import probability_figure
+from dashboard.explain import cam_caption, cam_overlay
+from dashboard.ui import one_line, require_app, thumbnail, upscale
+from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.plots import probability_figure
 from galaxy_core.evaluate.report import validation_threshold
+from galaxy_core.locations import default_data_root
 from galaxy_core.predict.classify import classify_sources
 from galaxy_core.predict.survey_match import prepare_for_model
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "fits", "fit", "fts", "gz", "bmp", "gif",
-                "webp"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in (*IMAGE_SUFFIXES, GZIP_SUFFIX)]
 SURVEY_HELP = ("The network learned from SDSS cutouts. **auto** rescales only images that do not "
                "look like one (e.g. Hubble or amateur images: re-framed, blurred and given SDSS "
                "sky noise); **on** always does; **off** never does.")
@@ -59,7 +59,7 @@ if source == "Upload":
 else:
     examples = paths.examples()
     if not examples:
-        st.warning(f"No example galaxies found in {paths.show(paths.data_root())}. "
+        st.warning(f"No example galaxies found in {paths.show(default_data_root())}. "
                    + paths.set_data_hint())
     else:
         names = [e[0] for e in examples]

@@ -4,17 +4,18 @@ import numpy as np
 import streamlit as st
 
 from dashboard import paths
+from dashboard.charts import funnel_figure
 from dashboard.ui import one_line, require_app
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.plots import funnel_figure
+from galaxy_core.locations import default_data_root, prepared_dir
 
 require_app()
 st.title("The data")
-folder = paths.prepared_dir()
+folder = prepared_dir()
 
 try:
     prepared = open_prepared(folder)
@@ -22,7 +23,7 @@ except GalaxyError as exc:
     st.warning(one_line(exc))
     raw_ok = paths.gz1_labels().is_file() and paths.gz1_images().is_dir()
     if raw_ok:
-        st.caption(f"The Galaxy Zoo 1 data is in {paths.show(paths.data_root())}: prepare it "
+        st.caption(f"The Galaxy Zoo 1 data is in {paths.show(default_data_root())}: prepare it "
                    f"here (checks every image and builds the training cache; a few minutes).")
         if st.button("Prepare the dataset now", type="primary", icon=":material/play_arrow:"):
             from galaxy_core.data.prepare import PrepareRequest, prepare
@@ -38,7 +39,7 @@ except GalaxyError as exc:
                                                                text=f"Cached {d} of {t} images"))
             st.rerun()
     else:
-        st.info(f"No Galaxy Zoo data at {paths.show(paths.data_root())}. "
+        st.info(f"No Galaxy Zoo data at {paths.show(default_data_root())}. "
                 + paths.set_data_hint())
     st.markdown("To reproduce the dataset from the command line:")
     st.code(paths.prepare_command(folder), language="bash")

@@ -4,15 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import models, paths
+from dashboard.charts import (confusion_matrix_figure, coverage_figure, reliability_figure,
+                              roc_figure, splits_figure, training_curves_figure)
 from dashboard.ui import require_app
-from galaxy_core.release.model_card import describe_recipe
-from galaxy_core.evaluate.plots import (confusion_matrix_figure, coverage_figure,
-                                        reliability_figure, roc_figure, splits_figure,
-                                        training_curves_figure)
 from galaxy_core.evaluate.report import selective_block
+from galaxy_core.locations import prepared_dir
+from galaxy_core.release.model_card import describe_recipe
 
 require_app()
-CELL_COLOURS = [[0.0, "#151c33"], [1.0, "#3d63c9"]]
 
 st.title("How good is the model?")
 choice = models.current()
@@ -25,7 +24,7 @@ parts = models.report_parts(choice)
 if not parts:
     st.warning(f"{paths.show(choice.path)} has no evaluation report. Create one with: "
                f"`galaxy evaluate --model {paths.show(choice.path)} --data "
-               f"{paths.show(paths.prepared_dir())}`")
+               f"{paths.show(prepared_dir())}`")
     st.stop()
 part = st.segmented_control("Evaluated on", parts, default=parts[0],
                             format_func=lambda p: {"test": "Test set (held out)",
@@ -52,9 +51,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
     normalise = st.toggle("Show row percentages (recall per class)", value=True)
-    matrix = confusion_matrix_figure(m["confusion_matrix"], classes, normalise)
-    matrix.update_traces(colorscale=CELL_COLOURS)  # dark to blue: light text stays readable
-    st.plotly_chart(matrix, key="confusion")
+    st.plotly_chart(confusion_matrix_figure(report, normalise), key="confusion")
     st.caption("Rows are the Galaxy Zoo labels, columns the model's answers; hover for counts.")
 with right:
     st.subheader("Per class")
@@ -82,14 +79,13 @@ with right:
 left, right = st.columns(2)
 with left:
     st.subheader("Reliability")
-    st.plotly_chart(reliability_figure(unc["reliability"], cal["reliability"], unc["ece"],
-                                       cal["ece"]), key="reliability")
+    st.plotly_chart(reliability_figure(report), key="reliability")
     st.caption(f"When the model says 80 %, is it right 80 % of the time? Temperature scaling "
                f"(T = {report['temperature']:.2f}, fitted on the validation set) moves the "
                "curve towards the diagonal.")
 with right:
     st.subheader("ROC curve")
-    st.plotly_chart(roc_figure(report.get("roc", {}), m.get("roc_auc")), key="roc")
+    st.plotly_chart(roc_figure(report), key="roc")
     st.caption(f"'{classes[1]}' as the positive class; hover for the probability threshold.")
 
 selective = selective_block(report)

@@ -7,10 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import models, paths
-from dashboard.ui import (cam_caption, cam_overlay, catalogue_input, one_line, require_app,
-                          upscale)
+from dashboard.charts import probability_figure
+from dashboard.explain import cam_caption, cam_overlay, catalogue_input
+from dashboard.ui import one_line, require_app, upscale
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.plots import probability_figure
+from galaxy_core.model.store import report_dir
 
 SETS = {"failures": "Most confident failures", "uncertain": "Least confident successes",
         "wrong": "All misclassified"}
@@ -22,7 +23,8 @@ st.caption("Galaxies of the held-out test set the model got wrong with high conf
 choice, loaded = models.current_loaded()
 report = models.report(choice, "test")
 if report is None:
-    st.warning(f"{paths.show(choice.path)} has no test report (report_test), so there are no "
+    st.warning(f"{paths.show(choice.path)} has no test report "
+               f"({report_dir(choice.path, 'test').name}), so there are no "
                "failures to show. Finished training runs write one automatically.")
     st.stop()
 classes = report["classes"]

@@ -7,17 +7,22 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import paths, training
+from dashboard.charts import training_curves_figure
 from dashboard.ui import guard, one_line, require_app
-from galaxy_core.data.prepared import open_prepared
+from galaxy_core import locations
+from galaxy_core.data.prepared import SUMMARY, open_prepared
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate.plots import training_curves_figure
 from galaxy_core.model.build import LITE0, LITE0_EXTRA, available_arches
-from galaxy_core.train.run_folder import read_history
+from galaxy_core.train.run_folder import PROCESS_LOG_FILE, read_history
 
 STATE_ICONS = {"starting": ":material/hourglass_top:", "loading data": ":material/hourglass_top:",
-               "training": ":material/autorenew:", "evaluating": ":material/science:",
-               "finished": ":material/check_circle:", "early_stopped": ":material/check_circle:",
+               "training": ":material/autorenew:", "trained": ":material/hourglass_bottom:",
+               "evaluating": ":material/science:", "finished": ":material/check_circle:",
+               "early_stopped": ":material/check_circle:",
                "interrupted": ":material/pause_circle:", "stopped": ":material/stop_circle:"}
+RELEASE_NOTE = ("Training is done; the release step now fits the temperature, writes the "
+                "evaluation reports and the out-of-distribution reference, and saves the model "
+                "folder.")
 
 require_app()
 st.title("Train a model")
@@ -27,11 +32,11 @@ st.caption("Training runs as a separate process: reload the page, close the tab,
 
 
 def prepared_options() -> list[Path]:
-    default = paths.prepared_dir()
+    default = locations.prepared_dir()
     found = [default]
     if default.parent.is_dir():
         found += sorted(p for p in default.parent.iterdir()
-                        if p.is_dir() and p != default and (p / "summary.json").is_file())
+                        if p.is_dir() and p != default and (p / SUMMARY).is_file())
     return found
 
 
@@ -89,7 +94,7 @@ with st.expander("Start a new run", expanded=not training.list_runs()):
 # --- watch runs --------------------------------------------------------------------------------
 def watch(name: str) -> None:
     with guard():
-        info = training.run_info(paths.runs_dir() / name)
+        info = training.run_info(locations.runs_dir() / name)
         seen = f"seen_active_{name}"
         if info.active:
             st.session_state[seen] = True
@@ -106,10 +111,13 @@ def watch(name: str) -> None:
             detail.append(f"train loss {float(s['train_loss']):.3f}")
         rows = read_history(info.path)
         seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
-        if info.active and seconds and s.get("epochs"):
+        if info.active and state == "training" and seconds and s.get("epochs"):
             left = (1 - info.fraction) * float(s["epochs"]) * sum(seconds) / len(seconds)
             detail.append(f"about {max(left / 60, 1):.0f} min left")
-        st.progress(1.0 if info.has_model else info.fraction, text=" · ".join(detail))
+        st.progress(1.0 if info.has_model or info.loop_done else info.fraction,
+                    text=" · ".join(detail))
+        if info.active and info.loop_done:
+            st.caption(RELEASE_NOTE)
 
         b1, b2, _ = st.columns([1, 1, 4])
         if info.alive and b1.button("Stop", icon=":material/stop:", key=f"stop_{name}",
@@ -130,21 +138,24 @@ def watch(name: str) -> None:
         if info.has_model:
             st.success(f"Finished: pick “Run {name}” in the sidebar's model selector.")
             st.page_link("pages/evaluate.py", label="Evaluate it", icon=":material/analytics:")
-        elif state in ("interrupted", "stopped") and not info.alive:
+        elif info.can_resume and info.loop_done:
+            st.info("Stopped after training, before the model folder was written. Resume "
+                    "writes it from the best epoch.")
+        elif info.can_resume:
             st.info("Stopped. Resume continues from the last finished epoch.")
-        with st.expander("Process output (train.log)"):
+        with st.expander(f"Process output ({PROCESS_LOG_FILE})"):
             st.code(training.log_tail(info.path) or "(nothing yet)", language=None)
 
 
 runs = training.list_runs()
 st.subheader("Runs")
 if not runs:
-    st.info(f"No runs yet in {paths.show(paths.runs_dir())}. Start one above.")
+    st.info(f"No runs yet in {paths.show(locations.runs_dir())}. Start one above.")
     st.stop()
 overview = pd.DataFrame([{
     "run": r.name, "state": r.state,
     "epoch": f"{r.status.get('epoch') or 0}/{r.status.get('epochs') or '?'}",
-    "progress": 1.0 if r.has_model else r.fraction,
+    "progress": 1.0 if r.has_model or r.loop_done else r.fraction,
     "best val accuracy": max((h.get("val_accuracy") or 0 for h in read_history(r.path)),
                              default=None),
 } for r in runs])
@@ -157,5 +168,5 @@ if st.session_state.get("watch_run") not in names:
     active = [r.name for r in runs if r.active]
     st.session_state["watch_run"] = active[0] if active else names[0]
 chosen = st.selectbox("Watch", names, key="watch_run")
-live = training.run_info(paths.runs_dir() / chosen).alive
+live = training.run_info(locations.runs_dir() / chosen).alive
 st.fragment(run_every=2.0 if live else None)(watch)(chosen)

@@ -2,8 +2,8 @@
 shows its key elements, and degrades to a one-line message when the model or data is missing.
 
 Everything is synthetic and built here: a tiny untrained resnet18 model folder (32 px input) with
-an evaluation report on random logits, PIL-drawn galaxy blobs, and a prepared dataset made from
-them with ``galaxy_core.data.prepare``. Locations reach the app through GALAXY_MODEL_DIR,
+an evaluation report on random logits, the synthetic galaxies of tests/conftest.py, and a
+prepared dataset made from them with ``galaxy_core.data.prepare``. Locations reach the app through GALAXY_MODEL_DIR,
 GALAXY_RUNS_DIR, GALAXY_DATA and GALAXY_PREPARED.
 """
 
@@ -19,6 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from galaxy_core.data.prepared import SUMMARY
+from galaxy_core.evaluate.report import REPORT_FILE
+from galaxy_core.model.store import META_FILE, report_dir
+from galaxy_core.train import run_folder
+from tests.conftest import draw_galaxy
+
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 PAGES = ["pages/classify.py", "pages/evaluate.py", "pages/failures.py", "pages/train.py",
@@ -27,22 +33,6 @@ TIMEOUT = 180
 
 
 # --- synthetic inputs ---------------------------------------------------------------------------
-def draw_blob(kind: str = "spiral", size: int = 96, seed: int = 0) -> Image.Image:
-    """A galaxy-like blob on a dark noisy sky: a smooth ellipse, or a disk with two arms."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    dx, dy = xx - size / 2 - rng.normal(0, 1), yy - size / 2 - rng.normal(0, 1)
-    r = np.hypot(dx, dy / (0.8 if kind == "elliptical" else 0.6))
-    scale = size / 10
-    if kind == "elliptical":
-        light, colour = np.exp(-r / scale), np.array([1.0, 0.85, 0.6])
-    else:
-        arms = 0.5 * (1 + np.cos(2 * np.arctan2(dy, dx) - 1.5 * np.log1p(3 * r / scale)))
-        light, colour = np.exp(-r / (1.6 * scale)) * (0.3 + 0.7 * arms), np.array([0.6, 0.7, 1.0])
-    pixels = light[..., None] * colour * 230 + rng.normal(6, 3, (size, size, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -77,7 +67,7 @@ def build_tiny_model(root: Path, image_dir: Path, images: list[str], labels: lis
     save_model(folder, build_model("resnet18"), Config(arch="resnet18", image_size=32), meta)
     for part, report in reports.items():
         report.update(split=0, part=part, image_dir=str(image_dir))
-        write_report(folder / f"report_{part}", report)
+        write_report(report_dir(folder, part), report)
     return folder
 
 
@@ -94,7 +84,7 @@ def assets(tmp_path_factory) -> dict[str, Path]:
         kind = "spiral" if i % 2 else "elliptical"
         rel = f"{kind}s/g{i:03d}.png"
         (images / f"{kind}s").mkdir(parents=True, exist_ok=True)
-        draw_blob(kind, 64, seed=i).save(images / rel)
+        draw_galaxy(kind, 64, seed=i).save(images / rel)
         names.append(rel)
         labels.append(1 if kind == "spiral" else 0)
     prepare(PrepareRequest(images=images, out=root / "prepared", folders=True, n_splits=2,
@@ -108,7 +98,9 @@ def navigation_only(monkeypatch):
     """AppTest resets Streamlit's "pages/ folder" flag before every run, so each run would start
     in the old multipage mode, where app.py is skipped and a page reruns itself through app.py
     (see dashboard.ui.require_app) and a button click is lost in that rerun. A real server
-    clears the flag for good on its first st.navigation call; do the same here."""
+    clears the flag for good on its first st.navigation call; do the same here. The flag is a
+    Streamlit internal: test_streamlit_pages_folder_flag_is_still_there fails first if it
+    changes."""
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import app_test
 
@@ -179,9 +171,34 @@ def test_page_opened_first_still_gets_the_sidebar(assets, tmp_path, monkeypatch)
     assert {"Accuracy", "Macro-F1"} <= {m.label for m in at.metric}
 
 
+def test_streamlit_pages_folder_flag_is_still_there():
+    """The navigation_only fixture (tests only; the app itself uses st.navigation's documented
+    effect) sets the internal PagesManager.uses_pages_directory. If Streamlit renames it or stops
+    reading it, this fails with the reason instead of lost button clicks in other tests."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    why = ("Streamlit changed PagesManager.uses_pages_directory (streamlit/runtime/"
+           "pages_manager.py), the flag the navigation_only fixture in tests/test_app.py sets to "
+           "keep AppTest out of the old pages/ folder mode: rewrite that fixture")
+    assert "uses_pages_directory" in vars(PagesManager), why
+    assert app_test.PagesManager is PagesManager or issubclass(app_test.PagesManager,
+                                                                PagesManager), why
+    saved = PagesManager.uses_pages_directory
+    try:
+        PagesManager.uses_pages_directory = None
+        PagesManager(str(REPO / "app.py"))
+        assert PagesManager.uses_pages_directory is True, why  # pages/ beside app.py: old mode
+        PagesManager.uses_pages_directory = False
+        PagesManager(str(REPO / "app.py"))
+        assert PagesManager.uses_pages_directory is False, why  # a cleared flag stays cleared
+    finally:
+        PagesManager.uses_pages_directory = saved
+
+
 def test_classify_upload_returns_prediction_and_gradcam(env):
     at = app()
-    at.file_uploader[0].upload("spiral.png", png_bytes(draw_blob("spiral", 120)), "image/png")
+    at.file_uploader[0].upload("spiral.png", png_bytes(draw_galaxy("spiral", 120)), "image/png")
     at.run()
     assert_clean(at)
     predicted = [m for m in at.metric if m.label == "Predicted class"]
@@ -202,12 +219,12 @@ def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, a
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 200)
     logits = np.column_stack([-(2 * labels - 1) * rng.uniform(0, 6, 200), np.zeros(200)])
-    write_report(model / "report_val", build_report(
+    write_report(report_dir(model, "val"), build_report(
         logits, labels, [f"g{i}" for i in range(200)], [f"{i}.png" for i in range(200)], 1.0))
     threshold = validation_threshold(model, 0.95)
     monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
     at = app()
-    at.file_uploader[0].upload("spiral.png", png_bytes(draw_blob("spiral", 120)), "image/png")
+    at.file_uploader[0].upload("spiral.png", png_bytes(draw_galaxy("spiral", 120)), "image/png")
     at.run()
     assert not at.exception
     lines = [c.value for c in at.caption if "at the 95% level" in c.value]
@@ -232,24 +249,24 @@ def test_dashboard_caches_follow_a_rewritten_model_folder(tmp_path):
     rng = np.random.default_rng(0)
     for version, n in enumerate((40, 60), start=1):
         labels = rng.integers(0, 2, n)
-        write_report(folder / "report_test", build_report(
+        write_report(report_dir(folder, "test"), build_report(
             rng.normal(size=(n, 2)), labels, [f"g{i}" for i in range(n)],
             [f"{i}.png" for i in range(n)], 1.0))
-        os.utime(folder / "report_test" / "report.json", (version * 1000, version * 1000))
+        os.utime(report_dir(folder, "test") / REPORT_FILE, (version * 1000, version * 1000))
         assert models.report(choice)["n"] == n
-    (folder / "model.json").write_text('{"arch": "resnet18"}')
-    os.utime(folder / "model.json", (1000, 1000))
+    (folder / META_FILE).write_text('{"arch": "resnet18"}')
+    os.utime(folder / META_FILE, (1000, 1000))
     assert models.read_meta(choice)["arch"] == "resnet18"
-    (folder / "model.json").write_text('{"arch": "resnet50"}')
-    os.utime(folder / "model.json", (2000, 2000))
+    (folder / META_FILE).write_text('{"arch": "resnet50"}')
+    os.utime(folder / META_FILE, (2000, 2000))
     assert models.read_meta(choice)["arch"] == "resnet50"
 
 
 def test_classify_batch_has_table_csv_and_one_line_errors(env):
     at = app()
     uploader = at.file_uploader[0]
-    uploader.upload("a.png", png_bytes(draw_blob("spiral", 80, 1)), "image/png")
-    uploader.upload("b.jpg", png_bytes(draw_blob("elliptical", 80, 2)), "image/jpeg")
+    uploader.upload("a.png", png_bytes(draw_galaxy("spiral", 80, 1)), "image/png")
+    uploader.upload("b.jpg", png_bytes(draw_galaxy("elliptical", 80, 2)), "image/jpeg")
     uploader.upload("notes.png", b"this is plainly not an image", "image/png")
     at.run()
     assert not at.exception
@@ -281,7 +298,7 @@ def test_evaluate_shows_metrics_and_plots(env):
     assert len(charts) >= 5, "confusion matrix, reliability, ROC, coverage, spread"
     assert "Spread across splits" in texts(at)
     assert "Accepting only confident answers" in texts(at)
-    report = json.loads((env["GALAXY_MODEL_DIR"] / "report_test" / "report.json").read_text())
+    report = json.loads((report_dir(env["GALAXY_MODEL_DIR"], "test") / REPORT_FILE).read_text())
     hits = [t for t, h in report["selective"]["at_accuracy"].items() if h]
     kept = [m.label for m in at.metric if m.label.startswith("Share kept at")]
     assert len(kept) == len(hits)
@@ -305,7 +322,7 @@ def test_failures_gallery_and_details(env):
 def test_failures_without_images_says_how_to_configure(env, assets, tmp_path, monkeypatch):
     model = tmp_path / "model_no_images"
     shutil.copytree(assets["model"], model)
-    report_path = model / "report_test" / "report.json"
+    report_path = report_dir(model, "test") / REPORT_FILE
     report = json.loads(report_path.read_text())
     report["image_dir"] = str(tmp_path / "gone")
     report_path.write_text(json.dumps(report))
@@ -341,7 +358,7 @@ def test_data_page_prepares_the_dataset_in_process(env, tmp_path, monkeypatch):
         objid = 587722981741363200 + i
         leaf = (0, 1, 2, 3, 0, 4)[i % 6]  # ellipticals, three spiral leaves, an uncertain one
         rows.append(f"{objid},{leaf}")
-        draw_blob("elliptical" if leaf == 0 else "spiral", 64, seed=100 + i).save(
+        draw_galaxy("elliptical" if leaf == 0 else "spiral", 64, seed=100 + i).save(
             images / f"{objid}.jpeg", quality=92)
     (root / "gz1_sdss" / "gz1_classes.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "prepared_here"
@@ -353,15 +370,14 @@ def test_data_page_prepares_the_dataset_in_process(env, tmp_path, monkeypatch):
     assert button
     button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert (out / "summary.json").is_file()
+    assert (out / SUMMARY).is_file()
     assert at.get("plotly_chart"), "the funnel of the new dataset"
     assert {"Catalogue rows", "Kept elliptical", "Kept spiral"} <= {m.label for m in at.metric}
 
 
 def test_no_model_anywhere_degrades_gracefully(env, tmp_path, monkeypatch):
     monkeypatch.setenv("GALAXY_MODEL_DIR", str(tmp_path / "no_model"))
-    monkeypatch.setattr("galaxy_core.config.SHIPPED_MODEL_DIR", tmp_path / "no_model")
-    monkeypatch.setattr("dashboard.paths.SHIPPED_MODEL_DIR", tmp_path / "no_model")
+    monkeypatch.setattr("galaxy_core.locations.SHIPPED_MODEL_DIR", tmp_path / "no_model")
     for page_file in PAGES:
         at = app(page_file)
         assert not at.exception, (page_file, [e.value for e in at.exception])
@@ -373,16 +389,16 @@ def test_no_model_anywhere_degrades_gracefully(env, tmp_path, monkeypatch):
 def test_train_page_lists_runs_and_finished_models(env, assets):
     runs = env["GALAXY_RUNS_DIR"]
     done = runs / "done"
-    shutil.copytree(assets["model"], done / "model")
-    (done / "status.json").write_text(json.dumps({"state": "finished", "epoch": 3, "epochs": 3,
-                                                  "step": 30, "total_steps": 30}))
-    (done / "log.jsonl").write_text("".join(json.dumps(
+    shutil.copytree(assets["model"], run_folder.model_dir(done))
+    (done / run_folder.STATUS_FILE).write_text(json.dumps({
+        "state": "finished", "epoch": 3, "epochs": 3, "step": 30, "total_steps": 30}))
+    (done / run_folder.HISTORY_FILE).write_text("".join(json.dumps(
         {"epoch": e, "train_loss": 0.5, "val_loss": 0.5, "val_accuracy": 0.7,
          "val_macro_f1": 0.6, "lr": 1e-3, "seconds": 1}) + "\n" for e in (1, 2, 3)))
     broken = runs / "crashed"
     broken.mkdir()
-    (broken / "status.json").write_text(json.dumps({"state": "training", "pid": 2**22 + 12345,
-                                                    "epoch": 2, "epochs": 5}))
+    (broken / run_folder.STATUS_FILE).write_text(json.dumps({
+        "state": "training", "pid": 2**22 + 12345, "epoch": 2, "epochs": 5}))
     at = app("pages/train.py")
     assert_clean(at)
     assert "Run done" in at.sidebar.selectbox[0].options
@@ -393,6 +409,31 @@ def test_train_page_lists_runs_and_finished_models(env, assets):
     assert not at.exception
     assert any(b.label == "Resume" for b in at.button), "a dead run can be resumed"
     assert not any(b.label == "Stop" for b in at.button), "nothing to stop"
+
+
+def test_train_page_shows_a_run_between_training_and_release(env, tmp_path):
+    """'trained': the loop is done and the release step is about to write the model folder. A
+    live run says so; a dead one (killed before the release) offers Resume to write it."""
+    import os
+
+    runs = env["GALAXY_RUNS_DIR"]
+    for name, pid in (("releasing", os.getpid()), ("cut", 2**22 + 12345)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / run_folder.STATUS_FILE).write_text(json.dumps({
+            "state": "trained", "pid": pid, "epoch": 3, "epochs": 3, "step": 30,
+            "total_steps": 30}))
+    at = app("pages/train.py")
+    assert_clean(at)
+    at.selectbox(key="watch_run").set_value("releasing").run()
+    assert_clean(at)
+    assert any("release step" in c.value for c in at.caption)
+    assert not any(b.label == "Resume" for b in at.button)
+    states = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["state"]))
+    assert states == {"releasing": "trained", "cut": "interrupted"}
+    at.selectbox(key="watch_run").set_value("cut").run()
+    assert_clean(at)
+    assert any("Resume writes it" in i.value for i in at.info)
+    assert any(b.label == "Resume" for b in at.button)
 
 
 def test_train_page_rejects_bad_run_name(env):
@@ -477,6 +518,4 @@ def test_train_page_stops_a_run_and_offers_resume(env):
 
 def read_log(run_dir: Path) -> list:
     """The run's per-epoch rows once the first epoch is done."""
-    from galaxy_core.train.loop import read_history
-
-    return read_history(run_dir)
+    return run_folder.read_history(run_dir)

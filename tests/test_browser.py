@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import REPO, assets, draw_blob  # noqa: F401  (assets is a fixture)
+from tests.conftest import draw_galaxy
+from tests.test_app import REPO, assets  # noqa: F401  (assets is a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -68,7 +69,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 9
 def server(assets, tmp_path_factory):  # noqa: F811
     """`streamlit run app.py` on 127.0.0.1:<free port>; always terminated at teardown."""
     from dashboard.models import is_model_dir
-    from galaxy_core.config import SHIPPED_MODEL_DIR
+    from galaxy_core.locations import SHIPPED_MODEL_DIR
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium chromium-driver")
@@ -91,7 +92,7 @@ def server(assets, tmp_path_factory):  # noqa: F811
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
-        yield {"url": url, "shipped": shipped, "log": log}
+        yield {"url": url, "shipped": shipped, "log": log, "runs": tmp / "runs", "pid": proc.pid}
     finally:
         proc.terminate()
         try:
@@ -104,7 +105,7 @@ def server(assets, tmp_path_factory):  # noqa: F811
 @pytest.fixture
 def galaxy_png(tmp_path) -> Path:
     path = tmp_path / "test_spiral.png"
-    draw_blob("spiral", 160, seed=3).save(path)
+    draw_galaxy("spiral", 160, seed=3).save(path)
     return path
 
 
@@ -114,14 +115,14 @@ def wait_for_app(page) -> None:
                            timeout=SLOW)
 
 
-def screenshot(page, name: str) -> None:
+def screenshot(page, name: str, folder: Path = DOCS) -> None:
     """Stable names in docs/, so a run with the shipped model overwrites the earlier ones."""
     height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
                            " return m ? m.scrollHeight : 1000; }")
     page.set_viewport_size({"width": 1440, "height": int(min(max(height, 900), 2200))})
     page.wait_for_timeout(1500)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / name))
+    folder.mkdir(exist_ok=True)
+    page.screenshot(path=str(folder / name))
     page.set_viewport_size({"width": 1440, "height": 1000})
 
 
@@ -137,6 +138,19 @@ def upload_and_wait(page, path: Path) -> str:
     return metric.inner_text()
 
 
+def test_bookmarked_page_as_first_request_gets_the_sidebar(server, page):
+    """The first request after the server starts is a page URL: Streamlit still runs pages/ files
+    on their own then (its folder mode), and the page must reroute itself through app.py
+    (dashboard.ui.require_app). Runs first in this module, so the server is fresh."""
+    page.goto(f"{server['url']}/evaluate")
+    wait_for_app(page)
+    page.get_by_text("How good is the model?").wait_for(timeout=SLOW)
+    page.get_by_text("Spiral or elliptical?").wait_for(timeout=SLOW)  # app.py's sidebar
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    assert nav.get_by_text("Train", exact=True).count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_upload_shows_class_and_gradcam(server, page, galaxy_png):
     page.goto(server["url"])
     wait_for_app(page)
@@ -148,9 +162,9 @@ def test_upload_shows_class_and_gradcam(server, page, galaxy_png):
 
 
 def test_screenshots_of_classify_evaluate_failures(server, page, galaxy_png):
-    from dashboard.paths import data_root
+    from galaxy_core.locations import default_data_root
 
-    real = data_root() / "seed_examples" / "1254.jpg"
+    real = default_data_root() / "seed_examples" / "1254.jpg"
     page.goto(server["url"])
     wait_for_app(page)
     upload_and_wait(page, real if real.is_file() else galaxy_png)
@@ -176,3 +190,30 @@ def test_screenshots_of_classify_evaluate_failures(server, page, galaxy_png):
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("SDSS objid").wait_for(timeout=SLOW)
     dialog.locator("img").first.wait_for(timeout=SLOW)
+
+
+def test_train_page_shows_each_run_state(server, page, tmp_path):
+    """Runs in every state the Train page reads back from a run folder, the live one between
+    training and release ("trained") included; the screenshot goes to the test's tmp folder."""
+    import json
+
+    from galaxy_core.train import run_folder
+
+    runs = server["runs"]
+    history = "".join(json.dumps({"epoch": e, "train_loss": 0.6 / e, "val_loss": 0.5 / e,
+                                  "val_accuracy": 0.8 + e / 50, "val_macro_f1": 0.75 + e / 50,
+                                  "seconds": 30}) + "\n" for e in (1, 2, 3))
+    states = {"done": ("finished", None), "releasing": ("trained", server["pid"]),
+              "cut": ("training", 2**22 + 12345)}
+    for name, (state, pid) in states.items():
+        (runs / name).mkdir(parents=True, exist_ok=True)
+        (runs / name / run_folder.STATUS_FILE).write_text(json.dumps({
+            "state": state, "pid": pid, "epoch": 3, "epochs": 3, "step": 90, "total_steps": 90}))
+        (runs / name / run_folder.HISTORY_FILE).write_text(history)
+    page.goto(f"{server['url']}/train")
+    wait_for_app(page)
+    page.get_by_text("Runs", exact=True).wait_for(timeout=SLOW)
+    page.get_by_text("release step", exact=False).first.wait_for(timeout=SLOW)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=SLOW)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "train.png", tmp_path)

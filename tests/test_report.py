@@ -1,20 +1,19 @@
-"""Report building, its on-disk round trip and the dashboard's plotly figures."""
+"""Report building and its on-disk round trip (the charts: tests/test_charts.py)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
 from galaxy_core.errors import GalaxyError
-from galaxy_core.evaluate import plots
-from galaxy_core.evaluate.calibration import expected_calibration_error, softmax
+from galaxy_core.evaluate.calibration import expected_calibration_error
 from galaxy_core.evaluate.metrics import classification_metrics, selective_summary
 from galaxy_core.evaluate.report import (PLOT_FILES, accepted_at, build_report, load_report,
                                          selective_block, validation_threshold, write_report)
+from galaxy_core.model.inference import softmax
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -154,73 +153,6 @@ def test_load_report_missing_and_corrupt(tmp_path) -> None:
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(GalaxyError):
         load_report(tmp_path)
-
-
-# --- plotly figures ---------------------------------------------------------------------------
-
-
-def test_confusion_matrix_figure() -> None:
-    fig = plots.confusion_matrix_figure([[8, 2], [1, 3]], ["elliptical", "spiral"])
-    assert isinstance(fig, go.Figure) and len(fig.data) == 1
-    assert fig.layout.xaxis.title.text == "Predicted" and fig.layout.yaxis.title.text == "True"
-    norm = plots.confusion_matrix_figure([[8, 2], [1, 3]], ["elliptical", "spiral"],
-                                         normalise=True)
-    np.testing.assert_allclose(np.asarray(norm.data[0].z), [[0.8, 0.2], [0.25, 0.75]])
-
-
-def test_report_figures_trace_counts() -> None:
-    logits, labels, ids, images = _data()
-    report = build_report(logits, labels, ids, images, 2.0)
-    rel = plots.reliability_figure(report["uncalibrated"]["reliability"],
-                                   report["calibrated"]["reliability"],
-                                   report["uncalibrated"]["ece"], report["calibrated"]["ece"])
-    assert len(rel.data) == 3
-    assert f"{report['calibrated']['ece']:.3f}" in rel.data[2].name
-    # Empty bins are not drawn.
-    non_empty = sum(1 for c in report["calibrated"]["reliability"]["count"] if c)
-    assert len(rel.data[2].x) == non_empty
-    roc = plots.roc_figure(report["roc"], report["calibrated"]["metrics"]["roc_auc"])
-    assert len(roc.data) == 2 and len(roc.data[1].x) == len(report["roc"]["fpr"])
-    assert len(plots.roc_figure({"fpr": [], "tpr": [], "thresholds": []}, None).data) == 2
-
-
-def test_training_curves_figure() -> None:
-    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.5 + e / 20,
-             "val_macro_f1": 0.4 + e / 20, "lr": 1e-3} for e in range(1, 6)]
-    fig = plots.training_curves_figure(rows)
-    assert len(fig.data) == 4
-    assert list(fig.data[0].y) == pytest.approx([r["train_loss"] for r in rows])
-    partial = plots.training_curves_figure([{"epoch": 1, "train_loss": 0.7}])
-    assert len(partial.data) == 1
-
-
-def test_probability_splits_and_funnel_figures() -> None:
-    prob = plots.probability_figure({"elliptical": 0.2, "spiral": 0.8})
-    assert len(prob.data) == 1 and prob.data[0].orientation == "h"
-    assert list(prob.data[0].x) == [0.2, 0.8]
-    agg = {"accuracy": {"mean": 0.9, "std": 0.01, "values": [0.89, 0.91]},
-           "macro_f1": {"mean": 0.85, "std": 0.02, "values": [0.83, 0.87]}}
-    splits = plots.splits_figure(agg)
-    assert len(splits.data) == 4  # per metric: the split values, then mean ± std
-    assert [list(splits.data[i].y) for i in (0, 2)] == [[0.89, 0.91], [0.83, 0.87]]
-    assert [list(splits.data[i].error_y.array) for i in (1, 3)] == [[0.01], [0.02]]
-    assert [splits.data[i].y[0] for i in (1, 3)] == [0.9, 0.85]
-    funnel = plots.funnel_figure({"rows_read": 6064,
-                                  "dropped": {"uncertain": 171, "image missing": 0},
-                                  "kept_per_class": {"elliptical": 4345, "spiral": 1548}})
-    assert len(funnel.data) == 1 and isinstance(funnel.data[0], go.Funnel)
-    assert list(funnel.data[0].x) == [6064, 5893, 5893, 5893]
-
-
-def test_coverage_figure_marks_each_target_reached() -> None:
-    logits, labels, ids, images = _data()
-    block = build_report(logits, labels, ids, images, 2.0)["selective"]
-    fig = plots.coverage_figure(block)
-    hits = [h for h in block["at_accuracy"].values() if h]
-    assert len(fig.data) == 1 + len(hits)
-    assert list(fig.data[0].x) == block["curve"]["coverage"]
-    assert [trace.x[0] for trace in fig.data[1:]] == [h["coverage"] for h in hits]
-    assert len(plots.coverage_figure({"curve": {}, "at_accuracy": {"0.95": None}}).data) == 1
 
 
 def test_validation_threshold_is_read_from_the_validation_report(tmp_path) -> None:

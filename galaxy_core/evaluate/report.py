@@ -15,6 +15,9 @@ import numpy as np
 from galaxy_core.config import CLASSES
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.calibration import expected_calibration_error, reliability_bins
+from galaxy_core.evaluate.charts import (MARKERS, REFERENCE, Heatmap, LineChart,
+                                         confusion_chart, coverage_chart, reliability_chart,
+                                         roc_chart)
 from galaxy_core.evaluate.metrics import (POSITIVE, accuracy_coverage, bootstrap_intervals,
                                           classification_metrics, coverage_at_accuracy,
                                           roc_curve_points, selective_summary)
@@ -104,6 +107,10 @@ def headline_metrics(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "val": reports["val"]["calibrated"]["metrics"]}
 
 
+FIGURE_SIZES = {"heatmap": (4.2, 3.6), "lines": (4.6, 4.2)}
+"""PNG size in inches (at 110 dpi) of each kind of chart."""
+
+
 def _save_figure(fig: Any, path: Path) -> None:
     """Render to memory first so the atomic write never leaves a half-written PNG."""
     buffer = io.BytesIO()
@@ -111,61 +118,48 @@ def _save_figure(fig: Any, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def _confusion_png(report: dict[str, Any], path: Path) -> None:
+def _heatmap_png(chart: Heatmap, path: Path) -> None:
+    """Counts in the cells, light text on the darker half of the colour scale."""
     from matplotlib.figure import Figure
 
-    cm = np.asarray(report["calibrated"]["metrics"]["confusion_matrix"])
-    classes = report["classes"]
-    fig = Figure(figsize=(4.2, 3.6))
+    cm = np.asarray(chart.counts)
+    fig = Figure(figsize=FIGURE_SIZES["heatmap"])
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues")
     threshold = cm.max() / 2 if cm.size else 0
     for (r, c), value in np.ndenumerate(cm):
         ax.text(c, r, str(value), ha="center", va="center",
                 color="white" if value > threshold else "black")
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("Predicted")
-    ax.set_ylabel("True")
-    ax.set_title("Confusion matrix (calibrated)")
+    ax.set_xticks(range(len(chart.x_categories)), chart.x_categories)
+    ax.set_yticks(range(len(chart.y_categories)), chart.y_categories)
+    ax.set_xlabel(chart.x.label)
+    ax.set_ylabel(chart.y.label)
+    ax.set_title(chart.title)
     _save_figure(fig, path)
 
 
-def _reliability_png(report: dict[str, Any], path: Path) -> None:
+def _line_png(chart: LineChart, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6, 4.2))
+    fig = Figure(figsize=FIGURE_SIZES["lines"])
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="Perfect calibration")
-    for key, label, marker in (("uncalibrated", "Before", "o"), ("calibrated", "After", "s")):
-        bins = report[key]["reliability"]
-        points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
-        xs, ys = zip(*points) if points else ((), ())
-        ax.plot(xs, ys, marker=marker, label=f"{label} (ECE {report[key]['ece']:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("Confidence")
-    ax.set_ylabel("Accuracy")
-    ax.set_title(f"Reliability (T = {report['temperature']:.2f})")
-    ax.legend(loc="upper left", fontsize="small")
-    _save_figure(fig, path)
-
-
-def _roc_png(report: dict[str, Any], path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.6, 4.2))
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="Chance")
-    auc = report["calibrated"]["metrics"]["roc_auc"]
-    label = f"AUC {auc:.3f}" if auc is not None else "AUC undefined"
-    ax.plot(report["roc"]["fpr"], report["roc"]["tpr"], label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
-    ax.set_title(f"ROC ({report['classes'][POSITIVE]} positive)")
-    ax.legend(loc="lower right", fontsize="small")
+    for series in chart.series:
+        if series.style == REFERENCE:
+            ax.plot(series.x, series.y, color="grey", linestyle="--", label=series.name)
+        elif series.style == MARKERS:
+            ax.plot(series.x, series.y, "o", label=series.name)
+        elif series.marker:
+            ax.plot(series.x, series.y, marker=series.marker, label=series.name)
+        else:
+            ax.plot(series.x, series.y, label=series.name)
+    if chart.x.range:
+        ax.set_xlim(*chart.x.range)
+    if chart.y.range:
+        ax.set_ylim(*chart.y.range)
+    ax.set_xlabel(chart.x.label)
+    ax.set_ylabel(chart.y.label)
+    ax.set_title(chart.title)
+    ax.legend(loc=chart.legend, fontsize="small")
     _save_figure(fig, path)
 
 
@@ -222,24 +216,11 @@ def validation_threshold(model_dir: Path, target: float) -> float:
     return hit["threshold"]
 
 
-def _coverage_png(report: dict[str, Any], path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    block = selective_block(report) or {"curve": {"coverage": [], "accuracy": []},
-                                        "at_accuracy": {}}
-    fig = Figure(figsize=(4.6, 4.2))
-    ax = fig.add_subplot()
-    ax.plot(block["curve"]["coverage"], block["curve"]["accuracy"], label="Most confident first")
-    for target, hit in block["at_accuracy"].items():
-        if hit:
-            ax.plot(hit["coverage"], hit["accuracy"], "o",
-                    label=f"{float(target):.0%}: keep {hit['coverage']:.0%} (p ≥ {hit['threshold']:.2f})")
-    ax.set_xlim(0, 1.01)
-    ax.set_xlabel("Fraction of galaxies accepted")
-    ax.set_ylabel("Accuracy of the accepted")
-    ax.set_title("Accuracy against coverage")
-    ax.legend(loc="lower left", fontsize="small")
-    _save_figure(fig, path)
+def report_charts(report: dict[str, Any]) -> tuple[Heatmap, LineChart, LineChart, LineChart]:
+    """The report's four charts, in the order of PLOT_FILES: confusion matrix, reliability,
+    ROC and accuracy against coverage."""
+    return (confusion_chart(report), reliability_chart(report), roc_chart(report),
+            coverage_chart(selective_block(report)))
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:
@@ -252,10 +233,10 @@ def write_report(folder: Path, report: dict[str, Any]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / REPORT_FILE, report)
-    _confusion_png(report, folder / PLOT_FILES[0])
-    _reliability_png(report, folder / PLOT_FILES[1])
-    _roc_png(report, folder / PLOT_FILES[2])
-    _coverage_png(report, folder / PLOT_FILES[3])
+    confusion, *lines = report_charts(report)
+    _heatmap_png(confusion, folder / PLOT_FILES[0])
+    for chart, name in zip(lines, PLOT_FILES[1:]):
+        _line_png(chart, folder / name)
 
 
 def load_report(folder: Path) -> dict[str, Any] | None:

@@ -1,0 +1,196 @@
+"""Plotly figures for the dashboard, built only from the plain dicts stored in reports, model
+folders and training logs, so any saved run can be redrawn without loading a model.
+
+The four report charts (confusion matrix, reliability, ROC, accuracy against coverage) are
+described once in ``galaxy_core.evaluate.charts`` and drawn here from those descriptions, as the
+report's PNGs are drawn from them in ``galaxy_core.evaluate.report``. The figures after them
+(training curves, probability bars, splits, funnel) exist only in the dashboard.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from galaxy_core.evaluate.charts import (MARKERS, REFERENCE, Axis, Heatmap, LineChart, Series,
+                                         confusion_chart, coverage_chart, reliability_chart,
+                                         roc_chart)
+
+CELL_COLOURS = [[0.0, "#151c33"], [1.0, "#3d63c9"]]
+"""Heatmap colours for the dashboard's dark theme: dark to blue, so light cell text stays
+readable."""
+PROBABILITY_TOP = 1.02
+"""Upper end of a probability axis: a little above 1, so markers at 1 are not cut by the frame."""
+
+_FIELD = re.compile(r"\{(x|y|extra|text)(:[^}]*)?\}")
+
+
+def hover_template(text: str) -> str:
+    """A description's hover text (Python format fields, newlines) as a plotly hovertemplate."""
+    def field(match: re.Match) -> str:
+        name = "customdata" if match.group(1) == "extra" else match.group(1)
+        return "%{" + name + (match.group(2) or "") + "}"
+
+    return _FIELD.sub(field, text).replace("\n", "<br>") + "<extra></extra>"
+
+
+def heatmap_figure(chart: Heatmap, normalise: bool = False) -> go.Figure:
+    """Annotated heatmap. ``normalise`` divides each row by its total (for a confusion matrix:
+    recall per class, which matters when classes are imbalanced); the raw counts stay in the
+    cell text either way."""
+    counts = [[int(c) for c in row] for row in chart.counts]
+    if normalise:
+        values = chart.row_fractions()
+        text = [[f"{v:.1%}<br>({c})" for v, c in zip(vr, cr)] for vr, cr in zip(values, counts)]
+    else:
+        values = counts
+        text = [[str(c) for c in row] for row in counts]
+    fig = go.Figure(go.Heatmap(z=values, x=chart.x_categories, y=chart.y_categories, text=text,
+                               texttemplate="%{text}", colorscale=CELL_COLOURS, showscale=False,
+                               hovertemplate=hover_template(chart.hover)))
+    fig.update_layout(xaxis_title=chart.x.label, yaxis_title=chart.y.label,
+                      yaxis_autorange="reversed", margin=dict(t=30, l=10, r=10, b=10))
+    return fig
+
+
+def _trace(series: Series) -> go.Scatter:
+    extra: dict[str, Any] = {}
+    if series.extra is not None:
+        extra["customdata"] = series.extra
+    if series.hover:
+        extra["hovertemplate"] = hover_template(series.hover)
+    if series.style == REFERENCE:
+        return go.Scatter(x=series.x, y=series.y, mode="lines", name=series.name,
+                          line=dict(dash="dash", color="grey"), **extra)
+    if series.style == MARKERS:
+        return go.Scatter(x=series.x, y=series.y, mode="markers", marker=dict(size=10),
+                          name=series.name, **extra)
+    mode = "lines+markers" if series.marker else "lines"
+    return go.Scatter(x=series.x, y=series.y, mode=mode, name=series.name, **extra)
+
+
+def _axis_range(axis: Axis, probability_top: bool) -> list[float] | None:
+    if axis.range is None:
+        return None
+    low, high = axis.range
+    return [low, max(high, PROBABILITY_TOP)] if probability_top else [low, high]
+
+
+def line_figure(chart: LineChart, legend_inside: bool = False) -> go.Figure:
+    """Lines and points of a chart description. The title is left to the page's heading; the
+    legend sits outside on the right unless ``legend_inside`` puts it in the description's
+    corner (for a chart in a narrow column)."""
+    fig = go.Figure([_trace(s) for s in chart.series])
+    fig.update_layout(xaxis_title=chart.x.label, yaxis_title=chart.y.label,
+                      xaxis_range=_axis_range(chart.x, False),
+                      yaxis_range=_axis_range(chart.y, True),
+                      xaxis_tickformat=chart.x.tick_format, yaxis_tickformat=chart.y.tick_format)
+    if legend_inside:
+        vertical, _, horizontal = chart.legend.partition(" ")
+        fig.update_layout(legend=dict(
+            x=0.01 if horizontal == "left" else 0.99, xanchor=horizontal or "right",
+            y=0.01 if vertical == "lower" else 0.99,
+            yanchor="bottom" if vertical == "lower" else "top"))
+    return fig
+
+
+# --- the report's charts -------------------------------------------------------------------------
+def confusion_matrix_figure(report: dict[str, Any], normalise: bool = False) -> go.Figure:
+    return heatmap_figure(confusion_chart(report), normalise)
+
+
+def reliability_figure(report: dict[str, Any]) -> go.Figure:
+    return line_figure(reliability_chart(report))
+
+
+def roc_figure(report: dict[str, Any]) -> go.Figure:
+    return line_figure(roc_chart(report))
+
+
+def coverage_figure(selective: dict[str, Any]) -> go.Figure:
+    """From the report's accuracy-coverage block (``evaluate.report.selective_block``); hover
+    gives the probability threshold to accept at."""
+    return line_figure(coverage_chart(selective), legend_inside=True)
+
+
+# --- dashboard-only figures ----------------------------------------------------------------------
+_LOSS_KEYS = (("train_loss", "Train loss"), ("val_loss", "Validation loss"))
+_SCORE_KEYS = (("val_accuracy", "Validation accuracy"), ("val_macro_f1", "Validation macro F1"))
+
+
+def training_curves_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Loss (left) and validation accuracy / macro F1 (right) per epoch. A series no row has is
+    left out, so a partial log from a run still in progress draws what it can."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy / F1"))
+    for col, keys in ((1, _LOSS_KEYS), (2, _SCORE_KEYS)):
+        for key, name in keys:
+            points = [(r["epoch"], r[key]) for r in rows
+                      if r.get(key) is not None and r.get("epoch") is not None]
+            if not points:
+                continue
+            fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                     mode="lines+markers", name=name), row=1, col=col)
+    fig.update_xaxes(title_text="Epoch")
+    return fig
+
+
+def probability_figure(probs: dict[str, float]) -> go.Figure:
+    """Horizontal bars of one galaxy's class probabilities, fixed to 0..1 so bars from
+    different galaxies compare by eye."""
+    names = list(probs)
+    values = [float(probs[n]) for n in names]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h",
+                           text=[f"{v:.1%}" for v in values], textposition="auto"))
+    fig.update_layout(xaxis_range=[0, 1], xaxis_title="Probability", height=200,
+                      margin=dict(t=10, l=10, r=10, b=10))
+    return fig
+
+
+def splits_figure(aggregate: dict[str, dict[str, Any]]) -> go.Figure:
+    """Each split's value as a dot and the mean ± std beside it, one panel per metric (from
+    ``metrics.aggregate``). Panels get their own zoomed axis: on a shared 0-1 axis a spread of a
+    point is invisible, and the spread is what this chart is for."""
+    names = list(aggregate)
+    fig = make_subplots(rows=1, cols=max(len(names), 1),
+                        subplot_titles=[n.replace("_", " ") for n in names])
+    for col, name in enumerate(names, start=1):
+        block = aggregate[name]
+        values = list(block.get("values", []))
+        colour = qualitative.Plotly[(col - 1) % len(qualitative.Plotly)]
+        fig.add_trace(go.Scatter(
+            x=["each split"] * len(values), y=values, mode="markers",
+            marker=dict(size=10, color=colour),
+            text=[f"split {k}" for k in range(len(values))], showlegend=False,
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=["mean ± std"], y=[block["mean"]], mode="markers",
+            marker=dict(size=12, symbol="diamond", color=colour), showlegend=False,
+            error_y=dict(type="data", array=[block["std"]], visible=True, color=colour),
+            hovertemplate=f"{block['mean']:.4f} ± {block['std']:.4f}<extra></extra>"),
+            row=1, col=col)
+        fig.update_yaxes(tickformat=".3f", row=1, col=col)
+    fig.update_layout(height=340, margin=dict(t=40, l=10, r=10, b=10))
+    return fig
+
+
+def funnel_figure(summary: dict[str, Any]) -> go.Figure:
+    """How the catalogue shrinks to the training set: rows read, then what remains after each
+    reason for dropping, then the kept galaxies with their per-class counts."""
+    remaining = int(summary["rows_read"])
+    stages, values = ["Catalogue rows"], [remaining]
+    for reason, dropped in summary.get("dropped", {}).items():
+        remaining -= int(dropped)
+        stages.append(f"After removing {reason} ({int(dropped)})")
+        values.append(remaining)
+    kept = summary.get("kept_per_class", {})
+    if kept:
+        detail = ", ".join(f"{n} {int(c)}" for n, c in kept.items())
+        stages.append(f"Kept: {detail}")
+        values.append(int(sum(int(c) for c in kept.values())))
+    fig = go.Figure(go.Funnel(y=stages, x=values, textinfo="value+percent initial"))
+    fig.update_layout(margin=dict(t=10, l=10, r=10, b=10))
+    return fig
