@@ -414,3 +414,165 @@ def test_special_files_given_directly_never_hang(special, good_model, tmp_path, 
     code, out, _ = run_cli(["predict", path, "--model", good_model], capsys)
     assert code == 1 and "not a regular file" in out
     assert "too big" not in out
+
+
+# --- galaxy prepare: folders it must not touch, output it must not half-write ------------------------
+@pytest.fixture
+def gz1(tmp_path) -> dict[str, Path]:
+    from tests.conftest import write_gz1_fixture
+
+    return write_gz1_fixture(tmp_path / "src", n_per_class=6, size=32)
+
+
+def _prepare_args(gz1: dict[str, Path], out: Path, *extra: str) -> list:
+    return ["prepare", "--labels", gz1["leaf"], "--images", gz1["images_gz1"], "--out", out,
+            "--image-size", "16", *extra]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_prepare_never_deletes_a_folder_it_did_not_write(gz1, tmp_path, capsys):
+    victim = tmp_path / "victim"
+    (victim / "cache").mkdir(parents=True)
+    (victim / "cache" / "thesis.tex").write_text("thesis")
+    before = _tree(victim)
+    code, _, err = run_cli(_prepare_args(gz1, victim, "--no-cache"), capsys)
+    assert code == 2
+    assert_one_clear_line(err, "not written by galaxy prepare")
+    assert _tree(victim) == before
+
+
+@pytest.mark.parametrize("where", ["images itself", "inside images", "above images"])
+def test_prepare_refuses_out_overlapping_images(where, gz1, tmp_path, capsys):
+    images = gz1["images_gz1"]
+    out = {"images itself": images, "inside images": images / "prepared",
+           "above images": images.parent}[where]
+    before = _tree(images.parent)
+    code, _, err = run_cli(_prepare_args(gz1, out), capsys)
+    assert code == 2
+    assert_one_clear_line(err, "overlap")
+    assert _tree(images.parent) == before
+
+
+def test_prepare_updates_its_own_output_and_keeps_what_is_not_its(gz1, tmp_path, capsys):
+    from galaxy_core.data.prepared import open_prepared
+
+    out = tmp_path / "prepared"
+    assert run_cli(_prepare_args(gz1, out), capsys)[0] == 0
+    (out / "my_notes.txt").write_text("keep me")
+    (out / "cache" / "mine.txt").write_text("keep me too")
+    assert run_cli(_prepare_args(gz1, out, "--splits", "2"), capsys)[0] == 0
+    assert (out / "my_notes.txt").read_text() == "keep me"
+    assert (out / "cache" / "mine.txt").read_text() == "keep me too"
+    assert open_prepared(out).n_splits == 2
+    assert not list(tmp_path.glob(".prepared.prepare-*"))
+
+
+@pytest.mark.parametrize("failure", ["bad option", "disk full", "interrupted"])
+def test_prepare_leaves_no_partial_output(failure, gz1, tmp_path, monkeypatch):
+    import errno
+
+    import galaxy_core.data.prepare as prepare_module
+    from galaxy_core.data.prepare import PrepareRequest, prepare
+    from galaxy_core.errors import GalaxyError
+
+    config = Config(image_size=16)
+    for fresh in (True, False):
+        out = tmp_path / f"out_{fresh}"
+        if not fresh:
+            prepare(PrepareRequest(images=gz1["images_gz1"], out=out, labels=gz1["leaf"]),
+                    config)
+        before = _tree(out) if out.exists() else None
+        request = PrepareRequest(images=gz1["images_gz1"], out=out, labels=gz1["leaf"])
+        if failure == "bad option":
+            request.n_splits, expected = 0, GalaxyError
+        else:
+            error = OSError(errno.ENOSPC, "No space left on device") if failure == "disk full" \
+                else KeyboardInterrupt()
+            expected = type(error)
+
+            def broken(*args, error=error, **kwargs):
+                raise error
+
+            monkeypatch.setattr(prepare_module, "build_cache", broken)
+        with pytest.raises(expected):
+            prepare(request, config)
+        monkeypatch.undo()
+        assert (_tree(out) if out.exists() else None) == before, (failure, fresh)
+        assert not list(tmp_path.glob(".out_*.prepare-*"))
+
+
+def test_prepare_estimates_memory_before_decoding(gz1, tmp_path, capsys, monkeypatch):
+    import galaxy_core.data.prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "_available_memory", lambda: 1000)
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(_prepare_args(gz1, out), capsys)
+    assert code == 2
+    assert_one_clear_line(err, "memory", "--image-size")
+    assert not out.exists()
+
+
+def _edit_csv(path: Path, change: Callable[[list[str]], list[str]]) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(change(lines)) + "\n")
+
+
+def _cell(row: int, column: int, value: str) -> Callable[[list[str]], list[str]]:
+    def change(lines: list[str]) -> list[str]:
+        cells = lines[row].split(",")
+        cells[column] = value
+        lines[row] = ",".join(cells)
+        return lines
+    return change
+
+
+BAD_CATALOGUE_ROWS = {
+    # name: (which file, how it is spoiled, words the one error line must hold)
+    "23-digit OBJID": ("leaf", _cell(1, 0, "1" * 23), ("OBJID", "row 2")),
+    "scientific OBJID": ("leaf", _cell(3, 0, "5.877e17"), ("OBJID", "row 4")),
+    "inf OBJID": ("leaf", _cell(2, 0, "inf"), ("OBJID", "row 3")),
+    "5-million-digit OBJID": ("leaf", _cell(1, 0, "7" * 5_000_000), ("OBJID", "row 2")),
+    "OBJID and ObjId": ("leaf", lambda lines: [lines[0] + ",ObjId"] + [
+        line + ",1" for line in lines[1:]], ("OBJID", "ObjId")),
+    "asset_id 10^30": ("mapping", _cell(1, 2, "1" + "0" * 30), ("asset_id", "row 2")),
+    "asset_id 1e30": ("mapping", _cell(1, 2, "1e30"), ("asset_id", "row 2")),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CATALOGUE_ROWS))
+def test_bad_catalogue_row_is_named_in_one_line(case, gz1, tmp_path, capsys):
+    which, spoil, words = BAD_CATALOGUE_ROWS[case]
+    _edit_csv(gz1[which], spoil)
+    out = tmp_path / "prepared"
+    if which == "mapping":
+        args = ["prepare", "--catalogue", gz1["catalogue"], "--mapping", gz1["mapping"],
+                "--images", gz1["images_gz2"], "--out", out]
+    else:
+        args = _prepare_args(gz1, out)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert_one_clear_line(err, gz1[which].name, *words)
+    assert len(err) < 400
+    assert not out.exists()
+
+
+def test_gz1_row_with_two_flags_is_reported_as_inconsistent(gz1, tmp_path):
+    import pandas as pd
+
+    from galaxy_core.data.prepare import PrepareRequest, prepare
+
+    table = pd.read_csv(gz1["catalogue"])
+    spiral = table.index[table["SPIRAL"] == 1][2]
+    table.loc[spiral, "ELLIPTICAL"] = 1
+    table.to_csv(gz1["catalogue"], index=False)
+    for flags in (True, False):
+        out = tmp_path / f"prepared_{flags}"
+        prepared = prepare(PrepareRequest(images=gz1["images_gz2"], out=out,
+                                          catalogue=gz1["catalogue"], mapping=gz1["mapping"],
+                                          use_flags=flags, build_cache=False), Config())
+        assert prepared.summary["dropped"].get("inconsistent flags") == 1
+        assert str(table.loc[spiral, "OBJID"]) not in set(prepared.table["objid"])

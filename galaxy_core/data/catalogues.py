@@ -47,6 +47,12 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], path: str | Path, wh
              case_insensitive: bool = False) -> pd.DataFrame:
     """Check the columns exist (optionally matching case) and return the frame with canonical names."""
     if case_insensitive:
+        folded = pd.Series([c.lower() for c in frame.columns])
+        clash = sorted(set(folded[folded.duplicated()]) & {c.lower() for c in columns})
+        if clash:
+            same = [c for c in frame.columns if c.lower() == clash[0]]
+            raise CatalogueError(f"{what} {Path(path).name}: columns {' and '.join(same)} are "
+                                 "one name in different case; keep one of them")
         by_lower = {c.lower(): c for c in frame.columns}
         frame = frame.rename(columns={by_lower[c.lower()]: c for c in columns if c.lower() in by_lower})
     missing = [c for c in columns if c not in frame.columns]
@@ -59,15 +65,32 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], path: str | Path, wh
     return frame
 
 
+def _shown(value: object, limit: int = 40) -> str:
+    """A cell value for a message: quoted, and cut (one id had five million digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+INT64_MAX = 2**63 - 1
+
+
 def _as_int(frame: pd.DataFrame, column: str, path: str | Path, what: str) -> pd.Series:
-    values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
-    bad = values.isna() | (values != values.round())
+    """Whole numbers written as digits (an optional sign, then at most 19 digits), within the
+    64-bit range that SDSS ids and image numbers use. SDSS object ids exceed float precision,
+    so the text is parsed directly, never through a float; '1e5', 'inf' or 23 digits are
+    refused by row."""
+    text = frame[column].str.strip()
+    digits = text.str.fullmatch(r"[+-]?\d{1,19}")
+    bad = ~digits
+    if not bad.any():
+        values = text.map(int)
+        bad = values.abs() > INT64_MAX
     if bad.any():
-        row = int(bad.idxmax())
-        raise CatalogueError(f"{what} {Path(path).name}: column {column} must hold whole numbers; "
-                             f"row {row + 2} has {frame[column].iloc[row]!r}")
-    # SDSS object ids exceed float precision: parse the text directly once it is known valid.
-    return frame[column].str.strip().map(int).astype("int64")
+        row = int(bad.to_numpy().argmax())
+        raise CatalogueError(f"{what} {Path(path).name}: column {column} must hold whole numbers "
+                             f"(digits only, within 64 bits); row {row + 2} has "
+                             f"{_shown(frame[column].iloc[row])}")
+    return values.astype("int64")
 
 
 def _as_float(frame: pd.DataFrame, column: str, path: str | Path, what: str,
@@ -77,7 +100,8 @@ def _as_float(frame: pd.DataFrame, column: str, path: str | Path, what: str,
     if bad.any():
         row = int(bad.idxmax())
         raise CatalogueError(f"{what} {Path(path).name}: column {column} must be a number in "
-                             f"[{low}, {high}]; row {row + 2} has {frame[column].iloc[row]!r}")
+                             f"[{low}, {high}]; row {row + 2} has "
+                             f"{_shown(frame[column].iloc[row])}")
     return values.astype(float)
 
 

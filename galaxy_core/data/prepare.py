@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from galaxy_core.data.cache import build_cache
 from galaxy_core.data.prepared import JOINED_TABLE, KEPT_TABLE, SUMMARY, PreparedData, open_prepared
 from galaxy_core.data.splits import make_splits
 from galaxy_core.errors import CatalogueError
-from galaxy_core.io_utils import write_csv, write_json
+from galaxy_core.io_utils import is_inside, read_json, write_csv, write_json
 
 
 @dataclass
@@ -75,30 +76,159 @@ def export_folders(kept: pd.DataFrame, image_dir: Path, out: Path) -> None:
                 shutil.copy2(src, dst)
 
 
+WRITTEN_BY = "galaxy prepare"
+"""``summary.json``'s mark on a folder this command wrote: only such a folder is ever updated."""
+CACHE_DIR = "cache"
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+MEMORY_SHARE = 0.5
+"""The cache of one split is decoded in memory at once: refuse to start when it would take more
+than this share of the memory available now."""
+
+
+def check_request(req: PrepareRequest, config: Config) -> None:
+    """Refuse bad options and dangerous folders before anything is read or written."""
+    if not 1 <= req.n_splits <= 100:
+        raise CatalogueError(f"the number of splits must be 1-100, got {req.n_splits}")
+    if not 0 < config.crop_fraction <= 1:
+        raise CatalogueError(f"the crop fraction must be in (0, 1], got {config.crop_fraction}")
+    if not MIN_IMAGE_SIZE <= config.image_size <= MAX_IMAGE_SIZE:
+        raise CatalogueError(f"the image size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} px, "
+                             f"got {config.image_size}")
+    if not (0 < config.val_fraction < 1 and 0 < config.test_fraction < 1
+            and config.val_fraction + config.test_fraction < 0.9):
+        raise CatalogueError("validation and test fractions must each be in (0, 1) and leave "
+                             "at least 10% for training")
+    images, out = Path(req.images).resolve(), Path(req.out).resolve()
+    if not images.is_dir():
+        raise CatalogueError(f"image folder not found: {req.images}")
+    if out == images or out.is_relative_to(images) or images.is_relative_to(out):
+        raise CatalogueError(f"--out {req.out} and --images {req.images} overlap; write the "
+                             "prepared folder beside the images, not in or above them")
+    if out.exists() and not out.is_dir():
+        raise CatalogueError(f"--out {req.out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and previous_outputs(out) is None:
+        raise CatalogueError(f"--out {req.out} is not empty and was not written by galaxy "
+                             "prepare; nothing in it is touched. Choose a new or empty folder")
+
+
+def previous_outputs(out: Path) -> list[str] | None:
+    """The files an earlier ``galaxy prepare`` wrote into ``out`` (relative paths), or None when
+    ``out`` is not such a folder. Folders written before the mark existed are recognised by
+    their tables and get the list of names that version wrote."""
+    summary_path = out / SUMMARY
+    try:
+        summary = read_json(summary_path) if summary_path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    if summary.get("written_by") == WRITTEN_BY and isinstance(summary.get("files"), list):
+        return [str(f) for f in summary["files"]]
+    if "rows_read" in summary and (out / KEPT_TABLE).is_file():
+        return [JOINED_TABLE, KEPT_TABLE, SUMMARY]
+    return None
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_resources(n_images: int, config: Config, out: Path) -> None:
+    """Estimate the cache's memory and disk before decoding a single image, and refuse a job
+    that cannot fit (an image size of 20,000 px once asked for 43.6 GiB)."""
+    need = n_images * config.image_size**2 * 3
+    memory = _available_memory()
+    if memory is not None and need > MEMORY_SHARE * memory:
+        raise CatalogueError(f"the cache of {n_images} images at {config.image_size} px needs "
+                             f"{need / 2**30:.1f} GiB of memory, and {memory / 2**30:.1f} GiB is "
+                             "available; choose a smaller --image-size")
+    free = shutil.disk_usage(out.parent if not out.exists() else out).free
+    if need * 1.1 > free:
+        raise CatalogueError(f"the cache needs {need / 2**30:.1f} GiB on disk and "
+                             f"{free / 2**30:.1f} GiB is free beside {out}")
+
+
+def _our_cache_files(out: Path) -> list[Path]:
+    """Cache files in ``out/cache`` named as this project names them (anything else stays)."""
+    folder = out / CACHE_DIR
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.glob("*px_*/split*_*.*")
+            if p.is_file() and p.suffix in (".npy", ".csv") and p.parent.name[0].isdigit()]
+
+
+def _install(work: Path, out: Path, written: list[str]) -> None:
+    """Move the finished products from the work folder into ``out``.
+
+    A new or empty ``out`` is replaced by the work folder in one rename. An earlier output is
+    updated file by file: first its summary goes (so a reader never takes a half-updated
+    folder for a complete one), then the files it listed and its cache, then the new files,
+    the new summary last. Nothing that ``galaxy prepare`` did not write is deleted.
+    """
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if out.exists():
+            out.rmdir()
+        os.replace(work, out)
+        return
+    old = previous_outputs(out) or []
+    (out / SUMMARY).unlink(missing_ok=True)
+    for name in old:
+        target = out / name
+        if target.is_file() and is_inside(out, name):
+            target.unlink()
+    for path in _our_cache_files(out):
+        path.unlink()
+    for name in sorted(written, key=lambda n: n == SUMMARY):
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work / name, target)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | None = None,
             cache_progress: selection.Progress | None = None) -> PreparedData:
-    """Run the whole pipeline and return the prepared dataset it wrote."""
+    """Run the whole pipeline and return the prepared dataset it wrote.
+
+    Everything is written into a temporary folder beside ``req.out`` and moved into place at
+    the end, so a bad option, a bad catalogue, Ctrl-C or a full disk leaves ``req.out`` as it
+    was: never half a set of tables, never an empty cache.
+    """
+    check_request(req, config)
     image_dir = Path(req.images).resolve()
-    if not image_dir.is_dir():
-        raise CatalogueError(f"image folder not found: {req.images}")
     joined, source = _labelled(req, config)
     joined = selection.check_images(joined, image_dir, progress)
     summary = selection.summarise(joined, source)
     kept = joined[joined["drop_reason"] == ""].drop(columns=["drop_reason"])
     kept = make_splits(kept, req.n_splits, config.seed, config.val_fraction, config.test_fraction)
+    out = Path(req.out)
+    if req.build_cache:
+        check_resources(len(kept), config, out.resolve())
     summary.update(image_dir=str(image_dir), n_splits=req.n_splits, seed=config.seed,
                    val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                    split_counts={c: kept[c].value_counts().to_dict()
                                  for c in kept.columns if c.startswith("split_")})
-    out = Path(req.out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "cache", ignore_errors=True)  # the selection may have changed
-    write_csv(out / JOINED_TABLE, joined.drop(columns=["sha1"], errors="ignore"))
-    write_csv(out / KEPT_TABLE, kept.drop(columns=["sha1"], errors="ignore"))
-    write_json(out / SUMMARY, summary)
-    if req.export:
-        export_folders(kept, image_dir, out)
-    prepared = open_prepared(out)
-    if req.build_cache:
-        build_cache(prepared, config.crop_fraction, config.image_size, 0, cache_progress)
-    return prepared
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.prepare-", dir=out.resolve().parent))
+    try:
+        write_csv(work / JOINED_TABLE, joined.drop(columns=["sha1"], errors="ignore"))
+        write_csv(work / KEPT_TABLE, kept.drop(columns=["sha1"], errors="ignore"))
+        written = [JOINED_TABLE, KEPT_TABLE]
+        if req.export:
+            export_folders(kept, image_dir, work)
+            written += [str(p.relative_to(work)) for p in sorted(work.glob("*/*"))]
+        write_json(work / SUMMARY, {**summary, "written_by": WRITTEN_BY,
+                                    "files": [*written, SUMMARY]})
+        if req.build_cache:
+            cache = build_cache(open_prepared(work), config.crop_fraction, config.image_size, 0,
+                                cache_progress)
+            written += [str(p.relative_to(work)) for p in sorted(cache.iterdir())]
+        _install(work, out, [*written, SUMMARY])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return open_prepared(out)

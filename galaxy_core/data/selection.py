@@ -26,6 +26,9 @@ REASON_NO_MAPPING = "not in filename mapping"
 REASON_MISSING = "image missing"
 REASON_UNREADABLE = "image unreadable"
 REASON_DUPLICATE = "duplicate image"
+REASON_INCONSISTENT = "inconsistent flags"
+"""A GZ1 row whose SPIRAL, ELLIPTICAL and UNCERTAIN flags are not exactly one 1: the release
+sets exactly one, so such a row is damaged, and neither its flags nor its votes are trusted."""
 
 
 def labels_from_gz1(table: pd.DataFrame, threshold: float | None = 0.8) -> pd.DataFrame:
@@ -50,6 +53,8 @@ def labels_from_gz1(table: pd.DataFrame, threshold: float | None = 0.8) -> pd.Da
                         "p_elliptical_votes": table["P_EL_DEBIASED"],
                         "p_spiral_votes": table["P_CS_DEBIASED"]})
     out["drop_reason"] = out["label"].isna().map({True: REASON_UNCERTAIN, False: ""})
+    flags = table["SPIRAL"] + table["ELLIPTICAL"] + table["UNCERTAIN"]
+    out.loc[(flags != 1).to_numpy(), ["label", "drop_reason"]] = [None, REASON_INCONSISTENT]
     return out
 
 
