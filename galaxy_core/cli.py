@@ -440,15 +440,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except GalaxyError as exc:
-        print(f"galaxy {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"galaxy {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (OSError, ValueError) as exc:
-        print(f"galaxy {args.command}: error: {exc}", file=sys.stderr)
+    except (GalaxyError, OSError, ValueError) as exc:
+        print(f"galaxy {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+MAX_MESSAGE = 500
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line of at most :data:`MAX_MESSAGE` characters, whatever it quotes."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
 
 
 if __name__ == "__main__":
