@@ -125,6 +125,15 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _prior(text: str) -> str | float:
+    from galaxy_core.model.prior import parse_prior
+
+    try:
+        return parse_prior(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -241,13 +250,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
-                   "error", "notes")
+                   "error", "notes", "prior")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from galaxy_core.model.store import load_model
     from galaxy_core.predict.classify import classify_sources
     from galaxy_core.predict.inputs import find_inputs
+    from galaxy_core.predict.population import apply_prior
 
     loaded = load_model(args.model or locations.model_dir())
     entries = find_inputs(args.paths)
@@ -263,12 +273,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with _bar("classifying", len(entries)) as bar:
         preds = classify_sources(loaded, entries, survey=args.survey_match,
                                  batch_size=args.batch_size, progress=_progress(bar))
+    prior = apply_prior(preds, loaded.meta, args.prior)
+    if prior.estimate:
+        print(prior.estimate.describe(), file=sys.stderr)
+    elif prior.source == "given":
+        print(f"probabilities for a population with {prior.fraction:.1%} spirals",
+              file=sys.stderr)
     buffer = io.StringIO()
     columns = PREDICT_COLUMNS + (("accepted",) if threshold is not None else ())
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for p in preds:
         row = p.row()
+        row["prior"] = f"{prior.fraction:.4f}" if p.ok else ""
         if threshold is not None:
             row["accepted"] = int(p.accepted(threshold)) if p.ok else ""
         writer.writerow(row)
@@ -417,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classify images (JPEG, PNG, TIFF, FITS, ...; folders are "
                        "searched, and every entry found gets a row: files that are not images "
                        "say 'skipped', unreadable folders and files say why). Writes CSV: "
-                       "path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes. "
+                       "path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes,prior. "
                        "Exit 0 if all inputs were classified, 1 if some could not be (see "
                        "'error'), 2 for bad usage.")
     p.add_argument("paths", nargs="+", help="image files or folders")
@@ -427,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "
                    "only for images that are not SDSS-like cutouts")
     p.add_argument("--batch-size", type=BATCH, default=32, help="images per forward pass")
+    p.add_argument("--prior", type=_prior, default="train", metavar="P|train|estimate",
+                   help="spiral fraction of your population: 'train' keeps the training mix "
+                   "(26%% spirals, the calibration measured on test), a number such as 0.5 "
+                   "moves every probability to that mix, 'estimate' fits this batch's own "
+                   "fraction (EM, with a bootstrap interval; needs >= 20 galaxies) and uses it. "
+                   "Column 'prior' records the fraction used")
     p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
                    help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "
