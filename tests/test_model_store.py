@@ -10,7 +10,8 @@ import torch
 from galaxy_core.config import Config
 from galaxy_core.errors import GalaxyError, ModelLoadError
 from galaxy_core.model.build import build_model
-from galaxy_core.model.store import load_model, read_state_dict, save_model
+from galaxy_core.model.store import load_model, save_model
+from galaxy_core.model.weights import read_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 which once came back scrambled and made every galaxy look out of distribution)."""
 
 import numpy as np
+import pytest
 
-from galaxy_core.predict.ood import load_ood, ood_scores, save_ood
+from galaxy_core.model.ood import border_brightness, load_ood, ood_scores, save_ood
 
 
 def test_ood_state_round_trip_keeps_scores(tmp_path):
@@ -23,8 +24,6 @@ def test_ood_state_round_trip_keeps_scores(tmp_path):
 
 
 def test_bright_border_raises_the_score_dark_sky_does_not():
-    from galaxy_core.predict.ood import border_brightness
-
     rng = np.random.default_rng(1)
     dark = np.zeros((2, 32, 32, 3), np.uint8)
     dark[:, 12:20, 12:20] = 250  # a bright galaxy in the middle does not count
@@ -41,3 +40,33 @@ def test_bright_border_raises_the_score_dark_sky_does_not():
     assert combined[2] == np.float32(180 / 20)
     del state["border_scale"]  # references written before the border score still load
     np.testing.assert_allclose(ood_scores(feats, state, images), plain)
+
+
+def test_fit_ood_scales_validation_galaxies_to_one_and_flags_strangers():
+    """Fitted on two clusters of training features: validation galaxies drawn like them score
+    about 1 at their 99th percentile, features far from both centres and images with a bright
+    border score far above the warning level."""
+    from galaxy_core.model.ood import WARN_AT, fit_ood
+
+    rng = np.random.default_rng(2)
+    centres = np.zeros((2, 16))
+    centres[1, 0] = 6.0
+
+    def galaxies(n):
+        labels = rng.integers(0, 2, n)
+        return centres[labels] + rng.normal(size=(n, 16)), labels
+
+    train_feats, train_labels = galaxies(400)
+    val_feats, _ = galaxies(200)
+    val_images = rng.integers(0, 12, (200, 32, 32, 3)).astype(np.uint8)  # dark sky borders
+    state, meta = fit_ood(train_feats, train_labels, val_feats, val_images)
+    assert state["class_means"].shape == (2, meta["components"])
+    val_scores = ood_scores(val_feats, state, val_images)
+    assert np.percentile(val_scores, 99) == pytest.approx(1.0, abs=0.05)
+    assert meta["val_score_percentiles"]["99"] == pytest.approx(np.percentile(val_scores, 99))
+    new_galaxies, _ = galaxies(50)
+    assert np.median(ood_scores(new_galaxies, state, val_images[:50])) < WARN_AT
+    strangers = new_galaxies + 25.0 * rng.normal(size=(50, 16))
+    assert ood_scores(strangers, state).min() > 3 * WARN_AT
+    bright = np.full((5, 32, 32, 3), 200, np.uint8)
+    assert ood_scores(new_galaxies[:5], state, bright).min() > 3 * WARN_AT

@@ -1,6 +1,6 @@
 """The crop every model input goes through: fixed, and sized on the galaxy (``crop_radii``).
 
-Galaxies are the synthetic Gaussians of ``test_survey_match`` on a 423 px survey-like frame.
+Galaxies are the synthetic Gaussians of ``conftest.gaussian_galaxy`` on a 423 px survey-like frame.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from galaxy_core.data.preprocess import (
     crop_fraction_for,
 )
 from galaxy_core.data.galaxy_finder import find_galaxy
-from tests.test_survey_match import draw_galaxy
+from tests.conftest import gaussian_galaxy
 
 SIDE = 423
 
@@ -31,14 +31,14 @@ def light_radius(pixels: np.ndarray) -> float:
 
 
 def test_fixed_crop_ignores_the_galaxy() -> None:
-    small = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=8.0)
+    small = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=8.0)
     assert crop_fraction_for(small, 0.4) == 0.4
     assert crop_fraction_for(small, 0.4, crop_radii=0.0) == 0.4
 
 
 @pytest.mark.parametrize("sigma", [18.0, 25.0, 35.0])  # real cutouts: 0.08-0.15 of the side
 def test_adaptive_crop_scales_with_the_galaxy(sigma: float) -> None:
-    img = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=sigma)
+    img = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=sigma)
     fraction = crop_fraction_for(img, 0.4, crop_radii=3.6)
     assert fraction == pytest.approx(3.6 * find_galaxy(img).fraction)
 
@@ -46,7 +46,7 @@ def test_adaptive_crop_scales_with_the_galaxy(sigma: float) -> None:
 def test_adaptive_crop_shows_small_and_large_galaxies_at_one_scale() -> None:
     sizes = {}
     for sigma in (16.0, 32.0):
-        img = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=sigma, noise=0.5)
+        img = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=sigma, noise=0.5)
         fixed = light_radius(crop_and_resize(img, 0.4, 96))
         adaptive = light_radius(crop_and_resize(img, 0.4, 96, crop_radii=3.6))
         sizes[sigma] = (fixed, adaptive)
@@ -57,13 +57,13 @@ def test_adaptive_crop_shows_small_and_large_galaxies_at_one_scale() -> None:
 
 
 def test_blank_sky_falls_back_to_the_fixed_crop() -> None:
-    blank = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=8.0, amp=0.0)
+    blank = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=8.0, amp=0.0)
     assert crop_fraction_for(blank, 0.4, crop_radii=3.6) == 0.4
 
 
 def test_huge_galaxy_is_clamped() -> None:
-    huge = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=70.0)
+    huge = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=70.0)
     assert crop_fraction_for(huge, 0.4, crop_radii=3.6) == ADAPTIVE_CROP_RANGE[1]
-    tiny = draw_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=2.0, amp=250.0)
+    tiny = gaussian_galaxy(SIDE, SIDE, SIDE / 2, SIDE / 2, sigma=2.0, amp=250.0)
     assert crop_fraction_for(tiny, 0.4, crop_radii=3.6) == ADAPTIVE_CROP_RANGE[0]
     assert crop_and_resize(tiny, 0.4, 64, crop_radii=3.6).shape == (64, 64, 3)

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from galaxy_core.config import SHIPPED_MODEL_DIR, Config
+from galaxy_core.config import Config
 from galaxy_core.data.prepare import PrepareRequest, prepare
+from galaxy_core.locations import SHIPPED_MODEL_DIR
 from galaxy_core.model.store import load_model
 from galaxy_core.predict.classify import classify_sources
 

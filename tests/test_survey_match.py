@@ -1,10 +1,10 @@
-"""Survey matching on synthetic galaxies drawn here, and on the real seed examples when present.
+"""Survey matching on synthetic galaxies, and on the real seed examples when present.
 
-The synthetic galaxies are round 2-D Gaussians on a noisy dark sky, for which the expected
-measurements follow from the definition of GalaxyBox: the outline is the isophote at 10 % of the
-peak, which holds 90 % of a Gaussian's light, so the 90 % radius inside it is
-sqrt(2 ln(1/0.19)) sigma = 1.82 sigma and the 50 % radius 1.09 sigma (sigma widened by the
-detection smoothing).
+The synthetic galaxies are round 2-D Gaussians on a noisy dark sky (``conftest.gaussian_galaxy``),
+for which the expected measurements follow from the definition of GalaxyBox: the outline is the
+isophote at 10 % of the peak, which holds 90 % of a Gaussian's light, so the 90 % radius inside
+it is sqrt(2 ln(1/0.19)) sigma = 1.82 sigma and the 50 % radius 1.09 sigma (sigma widened by
+the detection smoothing).
 """
 
 from __future__ import annotations
@@ -35,25 +35,11 @@ from galaxy_core.predict.survey_match import (
     match_to_survey,
     prepare_for_model,
 )
+from tests.conftest import gaussian_galaxy
 
 DATA = Path(os.environ.get("GALAXY_DATA")
             or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not present")
-
-
-def draw_galaxy(width: int, height: int, cx: float, cy: float, sigma: float,
-                amp: float = 180.0, sky: tuple[float, float, float] = (4.0, 4.0, 5.0),
-                noise: float = 3.0, stars: int = 0, seed: int = 0) -> Image.Image:
-    """A round Gaussian galaxy (centre in continuous pixel coordinates) on a noisy sky."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-    light = amp * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
-    for _ in range(stars):
-        sx, sy = rng.uniform(0, width), rng.uniform(0, height)
-        light += rng.uniform(40, 120) * np.exp(-((xs - sx) ** 2 + (ys - sy) ** 2) / (2 * 1.5**2))
-    colour = np.array([1.05, 1.0, 0.85])
-    pixels = np.array(sky) + light[..., None] * colour + rng.normal(0, noise, (height, width, 1))
-    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="RGB")
 
 
 def expected_radii(sigma: float, side: int) -> tuple[float, float]:
@@ -67,7 +53,7 @@ def expected_radii(sigma: float, side: int) -> tuple[float, float]:
                                                  (212.0, 212.0, 30.0), (110.0, 320.0, 8.0),
                                                  (330.0, 300.0, 15.0)])
 def test_find_galaxy_recovers_centre_and_size(cx: float, cy: float, sigma: float) -> None:
-    img = draw_galaxy(424, 424, cx, cy, sigma, stars=6, seed=int(cx))
+    img = gaussian_galaxy(424, 424, cx, cy, sigma, stars=6, seed=int(cx))
     galaxy = find_galaxy(img)
     r90, r50 = expected_radii(sigma, 424)
     assert galaxy.found
@@ -81,7 +67,7 @@ def test_find_galaxy_recovers_centre_and_size(cx: float, cy: float, sigma: float
 
 def test_brighter_star_off_centre_does_not_win() -> None:
     """Survey cutouts centre their target; a brighter compact source at the side is not it."""
-    img = np.asarray(draw_galaxy(424, 424, 212, 212, 10, amp=60), dtype=np.float64)
+    img = np.asarray(gaussian_galaxy(424, 424, 212, 212, 10, amp=60), dtype=np.float64)
     ys, xs = np.mgrid[0:424, 0:424] + 0.5
     img = img + (250 * np.exp(-((xs - 350) ** 2 + (ys - 80) ** 2) / (2 * 6.0**2)))[..., None]
     galaxy = find_galaxy(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)))
@@ -89,7 +75,7 @@ def test_brighter_star_off_centre_does_not_win() -> None:
 
 
 def test_blank_sky_is_not_found_and_still_matches() -> None:
-    img = draw_galaxy(500, 400, 0, 0, 1, amp=0.0)
+    img = gaussian_galaxy(500, 400, 0, 0, 1, amp=0.0)
     galaxy = find_galaxy(img)
     assert not galaxy.found
     assert (galaxy.x, galaxy.y) == (250, 200)
@@ -100,14 +86,14 @@ def test_blank_sky_is_not_found_and_still_matches() -> None:
 @pytest.mark.parametrize("mode", ["L", "RGBA", "RGB"])
 def test_any_mode_and_tiny_sizes_are_accepted(mode: str) -> None:
     for size in ((8, 8), (9, 40), (64, 48)):
-        img = draw_galaxy(*size, size[0] / 2, size[1] / 2, 2).convert(mode)
+        img = gaussian_galaxy(*size, size[0] / 2, size[1] / 2, 2).convert(mode)
         assert isinstance(find_galaxy(img), GalaxyBox)
         out, applied = prepare_for_model(img, "auto")
         assert applied and out.size == (SURVEY_SIZE, SURVEY_SIZE) and out.mode == "RGB"
 
 
 def test_frame_filling_galaxy_is_matched_to_training_fraction() -> None:
-    img = draw_galaxy(1200, 900, 610, 440, 180, stars=40, seed=3)
+    img = gaussian_galaxy(1200, 900, 610, 440, 180, stars=40, seed=3)
     before = find_galaxy(img)
     assert before.fraction > 0.3
     assert not is_survey_like(img)
@@ -123,21 +109,21 @@ def test_frame_filling_galaxy_is_matched_to_training_fraction() -> None:
 
 
 def test_big_central_galaxy_in_a_survey_sized_frame_is_not_survey_like() -> None:
-    img = draw_galaxy(424, 424, 212, 212, 90)
+    img = gaussian_galaxy(424, 424, 212, 212, 90)
     assert find_galaxy(img).fraction > 0.3
     assert not is_survey_like(img)
 
 
 def test_padding_uses_the_sky_colour() -> None:
     sky = (20.0, 12.0, 30.0)
-    img = draw_galaxy(900, 600, 450, 300, 120, sky=sky, noise=1.0)
+    img = gaussian_galaxy(900, 600, 450, 300, 120, sky=sky, noise=1.0)
     out = np.asarray(match_to_survey(img, degrade=False), dtype=np.int32)
     for corner in (out[0, 0], out[0, -1], out[-1, 0], out[-1, -1]):
         assert np.abs(corner - np.array(sky)).max() <= 2
 
 
 def test_small_central_galaxy_is_left_alone() -> None:
-    img = draw_galaxy(424, 424, 212, 212, 12, stars=8, seed=5)
+    img = gaussian_galaxy(424, 424, 212, 212, 12, stars=8, seed=5)
     assert is_survey_like(img)
     out, applied = prepare_for_model(img, "auto")
     assert not applied and out.tobytes() == img.tobytes()
@@ -151,9 +137,9 @@ def test_small_central_galaxy_is_left_alone() -> None:
 
 def test_wrong_sizes_are_not_survey_like() -> None:
     small_galaxy = dict(sigma=5.0)
-    assert not is_survey_like(draw_galaxy(1000, 1000, 500, 500, **small_galaxy))
-    assert not is_survey_like(draw_galaxy(424, 300, 212, 150, **small_galaxy))
-    assert not is_survey_like(draw_galaxy(200, 200, 100, 100, **small_galaxy))
+    assert not is_survey_like(gaussian_galaxy(1000, 1000, 500, 500, **small_galaxy))
+    assert not is_survey_like(gaussian_galaxy(424, 300, 212, 150, **small_galaxy))
+    assert not is_survey_like(gaussian_galaxy(200, 200, 100, 100, **small_galaxy))
 
 
 def test_degrade_reaches_survey_resolution_sky_and_noise() -> None:

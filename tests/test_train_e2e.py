@@ -1,5 +1,5 @@
-"""A tiny end-to-end run on synthetic galaxies: prepare -> train -> interrupt -> resume ->
-evaluate -> predict, through the same functions and CLI users run."""
+"""A tiny end-to-end run on synthetic galaxies: prepare -> train -> release -> interrupt ->
+resume -> evaluate -> predict, through the same functions and CLI users run."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from galaxy_core.config import Config
 from galaxy_core.data.prepare import PrepareRequest, prepare
 from galaxy_core.evaluate.report import load_report, validation_threshold
 from galaxy_core.model.store import load_model
-from galaxy_core.predict.ood import WARN_AT
-from galaxy_core.train.loop import read_history, train
+from galaxy_core.model.ood import WARN_AT
+from galaxy_core.release.finalize import finalize_run
+from galaxy_core.train.checkpoint import INFO_KEY
+from galaxy_core.train.loop import TrainResult, train
+from galaxy_core.train.run_folder import CHECKPOINT_STATE_FILE, read_history
 from tests.conftest import draw_galaxy, write_gz1_fixture
 
 pytestmark = pytest.mark.slow
@@ -33,11 +36,35 @@ def prepared_dir(tmp_path_factory):
     return root / "prepared"
 
 
+def train_and_release(prepared_dir, run_dir, config: Config, **kwargs) -> TrainResult:
+    """What ``galaxy train`` does: the loop, then the release step writes ``RUN/model``."""
+    result = train(prepared_dir, run_dir, config, **kwargs)
+    assert json.loads((result.run_dir / "status.json").read_text())["state"] == "trained"
+    assert not (result.run_dir / "model").exists()  # the loop leaves the release to its caller
+    result.model_dir = finalize_run(result.run_dir, result.state)
+    return result
+
+
+def checkpoint_info(run_dir) -> dict:
+    """The bookkeeping (epoch, best loss, early-stopping count) stored inside the checkpoint."""
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / CHECKPOINT_STATE_FILE), framework="pt") as handle:
+        return json.loads(handle.metadata()[INFO_KEY])
+
+
+def rewrite_checkpoint_info(run_dir, **changes) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = run_dir / CHECKPOINT_STATE_FILE
+    info = {**checkpoint_info(run_dir), **changes}
+    save_file(load_file(str(path)), str(path), metadata={INFO_KEY: json.dumps(info)})
+
+
 @pytest.fixture(scope="module")
 def finished_run(prepared_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "full"
-    result = train(prepared_dir, run, CONFIG)
-    return result
+    return train_and_release(prepared_dir, run, CONFIG)
 
 
 def test_training_writes_log_checkpoint_and_model(finished_run):
@@ -48,6 +75,7 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
     for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds"):
         assert key in result.history[0]
     assert (result.run_dir / "checkpoint.safetensors").is_file()
+    assert result.model_dir == result.run_dir / "model"
     loaded = load_model(result.model_dir)
     assert loaded.temperature > 0
     assert len(loaded.meta["logit_bias"]) == 2
@@ -70,7 +98,8 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
 
 def test_capped_run_records_the_galaxies_it_learned_from(prepared_dir, tmp_path):
     """--max-train-images runs (learning curves) must say how many galaxies they really used."""
-    result = train(prepared_dir, tmp_path / "capped", CONFIG.replace(epochs=1, max_train_images=6))
+    result = train_and_release(prepared_dir, tmp_path / "capped",
+                               CONFIG.replace(epochs=1, max_train_images=6))
     training = load_model(result.model_dir).meta["training"]
     assert training["n_train"] == 6 < _whole_train_part_size(prepared_dir)
     assert "6 train /" in (result.model_dir / "MODEL_CARD.md").read_text()
@@ -117,15 +146,17 @@ def test_cli_evaluate_and_predict(prepared_dir, finished_run, tmp_path, capsys):
     draw_galaxy("spiral", 64, 1).save(images / "spiral.png")
     draw_galaxy("elliptical", 64, 2).save(images / "elliptical.jpg")
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    (images / "notes.txt").write_text("not an image")  # not an image suffix: not picked up
+    (images / "notes.txt").write_text("not an image")  # reported as skipped, not as a failure
     csv_path = tmp_path / "pred.csv"
     code = main(["predict", str(images), "--model", str(model_dir), "--output", str(csv_path)])
     assert code == 1  # one file could not be classified
+    assert "1 of 4 input(s) could not be classified" in capsys.readouterr().err
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
     assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["broken.jpg", "elliptical.jpg",
-                                                           "spiral.png"]
-    broken, good = rows[0], rows[1:]
-    assert broken["label"] == "" and broken["error"]
+                                                           "notes.txt", "spiral.png"]
+    broken, good, notes = rows[0], [rows[1], rows[3]], rows[2]
+    assert broken["label"] == "" and broken["error"] and not broken["error"].startswith("skip")
+    assert notes["label"] == "" and notes["error"].startswith("skipped: ")
     for row in good:
         assert row["label"] in {"spiral", "elliptical"} and row["error"] == ""
         assert float(row["p_spiral"]) + float(row["p_elliptical"]) == pytest.approx(1, abs=2e-4)
@@ -140,8 +171,8 @@ def test_cli_evaluate_and_predict(prepared_dir, finished_run, tmp_path, capsys):
     assert main(["predict", str(images), "--model", str(model_dir), "--output", str(csv_path),
                  "--accept-at", "0.5"]) == 1
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
-    assert rows[0]["accepted"] == ""
-    for row in rows[1:]:
+    assert rows[0]["accepted"] == rows[2]["accepted"] == ""
+    for row in (rows[1], rows[3]):
         confident = max(float(row["p_spiral"]), float(row["p_elliptical"])) >= threshold - 1e-4
         expected = confident and float(row["ood_score"]) <= WARN_AT
         assert row["accepted"] == str(int(expected))
@@ -176,14 +207,15 @@ def test_cli_train_stops_on_sigterm_and_resumes(prepared_dir, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     deadline = time.time() + 240
-    while not (run / "checkpoint.json").is_file() and time.time() < deadline:
+    while not (run / CHECKPOINT_STATE_FILE).is_file() and time.time() < deadline:
         time.sleep(0.5)
-    assert (run / "checkpoint.json").is_file(), proc.stderr.read() if proc.poll() else "timeout"
+    assert (run / CHECKPOINT_STATE_FILE).is_file(), \
+        proc.stderr.read() if proc.poll() else "timeout"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
-    done = json.loads((run / "checkpoint.json").read_text())["epoch"]
+    done = checkpoint_info(run)["epoch"]
     assert 1 <= done < 8
     code = subprocess.run(cmd[:8] + ["--resume"], env=env, capture_output=True, text=True,
                           timeout=600)
@@ -197,7 +229,8 @@ def test_resume_of_a_run_that_never_started_trains_it(prepared_dir, tmp_path):
     """`--splits 3 --resume` after split 0 finished: splits 1 and 2 have no folder yet, and the
     CLI's 'keep the run's own' zeros for epochs and patience must not stop them at epoch 0."""
     run = tmp_path / "never_started"
-    result = train(prepared_dir, run, CONFIG.replace(epochs=1, patience=0), resume=True)
+    result = train_and_release(prepared_dir, run, CONFIG.replace(epochs=1, patience=0),
+                               resume=True)
     assert result.state == "finished"
     assert [r["epoch"] for r in result.history] == [1]
     assert (run / "model" / "model.safetensors").is_file()
@@ -216,22 +249,21 @@ def test_resume_with_more_epochs_extends_a_stopped_run(prepared_dir, tmp_path):
     assert first.state == "interrupted"
 
     def set_bad_epochs(n: int, best: float | None = None) -> None:
-        ckpt = json.loads((run / "checkpoint.json").read_text())
-        ckpt["bad_epochs"] = n  # as if the last epochs had not improved
-        if best is not None:
-            ckpt["best_val_loss"] = best
-        (run / "checkpoint.json").write_text(json.dumps(ckpt))
+        # as if the last epochs had not improved
+        rewrite_checkpoint_info(run, bad_epochs=n,
+                                **({"best_val_loss": best} if best is not None else {}))
+        assert checkpoint_info(run)["bad_epochs"] == n
 
     set_bad_epochs(1)
-    same = train(prepared_dir, run, CONFIG.replace(epochs=0, patience=0), resume=True,
-                 finalize=False)
+    same = train(prepared_dir, run, CONFIG.replace(epochs=0, patience=0), resume=True)
     assert same.state == "early_stopped" and len(same.history) == 2
+    assert finalize_run(run, same.state) == run / "model"  # the release step, run afterwards
+    assert json.loads((run / "status.json").read_text())["state"] == "early_stopped"
 
     # An old best that the new segment cannot beat: early stopping must judge the new segment
     # on its own, while the shipped weights stay the best ones seen.
     set_bad_epochs(2, best=0.0)
-    longer = train(prepared_dir, run, CONFIG.replace(epochs=5, patience=2), resume=True,
-                   finalize=False)
+    longer = train(prepared_dir, run, CONFIG.replace(epochs=5, patience=2), resume=True)
     assert longer.state == "finished"
     assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4, 5]
     assert not any(r.get("best") for r in longer.history[2:])
@@ -321,7 +353,7 @@ def test_export_attaches_the_spread_over_splits(prepared_dir, finished_run, tmp_
 
 
 def test_model_card_says_where_a_run_was_extended():
-    from galaxy_core.evaluate.model_card import _restarts
+    from galaxy_core.release.model_card import _restarts
 
     rates = [1e-3, 2e-3, 1e-3, 2e-5, 1.6e-3, 8e-4, 2e-5]  # warm-up, decay, extension, decay
     history = [{"epoch": i + 1, "lr": lr} for i, lr in enumerate(rates)]
@@ -334,7 +366,7 @@ def test_model_card_names_the_label_source_and_its_limit(finished_run, tmp_path)
     the catalogue's 80% consensus is called confident and does not get it."""
     import shutil
 
-    from galaxy_core.evaluate.model_card import render_model_card
+    from galaxy_core.release.model_card import render_model_card
 
     leaf_card = render_model_card(finished_run.model_dir)
     assert "Leaf classes carry no vote threshold" in leaf_card
