@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast test-browser setup prepare benchmark clean
+.PHONY: run dev test test-fast test-browser setup prepare benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 	    $(VENV)/bin/galaxy prepare --labels $(DATA)/gz1_sdss/gz1_classes.csv \
 	        --images $(DATA)/gz1_sdss/images --out data/gz1 --splits 3; fi
 	GALAXY_DATA=$(abspath $(DATA)) $(VENV)/bin/streamlit run app.py
+
+# Development: as run, but Streamlit watches the files and reloads pages when they change.
+dev: $(STAMP)
+	GALAXY_DATA=$(abspath $(DATA)) $(VENV)/bin/streamlit run app.py \
+	    --server.fileWatcherType auto --server.runOnSave true
 
 test: $(STAMP)
 	$(PY) -m pytest -q
