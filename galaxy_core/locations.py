@@ -12,6 +12,7 @@ GALAXY_MODEL_DIR    model used when none is named              models/resnet50_g
 GALAXY_RUNS_DIR     training runs (runs/<name>/model)          <repo>/runs
 GALAXY_DATA         real data root (gz1_sdss/, seed_examples/) ../shared/data beside the repo
 GALAXY_PREPARED     prepared dataset (``galaxy prepare``)       <repo>/data/gz1
+GALAXY_CLASSROOM_DB the classroom's SQLite file                <repo>/data/classroom.sqlite3
 ==================  =========================================  =================================
 """
 
@@ -45,3 +46,9 @@ def runs_dir() -> Path:
 
 def prepared_dir() -> Path:
     return _env_path("GALAXY_PREPARED", PROJECT_ROOT / "data" / "gz1")
+
+
+def classroom_db() -> Path:
+    """The classroom's one SQLite file (classes, students, answers): under the project's
+    writable, git-ignored data folder unless ``$GALAXY_CLASSROOM_DB`` says otherwise."""
+    return _env_path("GALAXY_CLASSROOM_DB", PROJECT_ROOT / "data" / "classroom.sqlite3")

@@ -22,7 +22,8 @@ import pytest
 
 # --- the single table: docs/architecture.md states the same order ---------------------------
 CORE = "galaxy_core"
-STAGES: tuple[str, ...] = ("data", "model", "train", "evaluate", "release", "explain", "predict")
+STAGES: tuple[str, ...] = ("data", "model", "train", "evaluate", "release", "explain", "predict",
+                           "classroom")
 """galaxy_core's stages in pipeline order: each may import only itself and the stages before."""
 FOUNDATION: tuple[str, ...] = ("galaxy_core", "galaxy_core.config", "galaxy_core.errors",
                                "galaxy_core.io_utils", "galaxy_core.locations")

@@ -1,0 +1,316 @@
+"""A class's galaxies, students and answers in one SQLite file.
+
+SQLite because a class of 30 answering at the same moment is 30 small writes a second, which one
+file in WAL mode takes without a server; a class survives a restart of the app, and nothing a
+student types reaches any other file. Every call opens its own connection (the dashboard serves
+each browser session from its own thread), and every write is one transaction. An answer is
+keyed by (student, galaxy), so a double click or a reload records it once.
+
+The schema carries a version (``PRAGMA user_version``): a file written by a newer version is
+refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from galaxy_core.classroom.codes import new_code, normalise_code
+from galaxy_core.errors import GalaxyError
+
+SCHEMA_VERSION = 1
+ANSWERS = ("spiral", "elliptical", "cant_tell")
+MAX_NICKNAME = 24
+MAX_CLASS_NAME = 80
+MAX_TARGET = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS classes (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    galaxy_set TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    closed REAL
+);
+CREATE TABLE IF NOT EXISTS galaxies (
+    class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    objid TEXT NOT NULL,
+    image TEXT NOT NULL,
+    label TEXT NOT NULL,
+    leaf TEXT NOT NULL,
+    model_label TEXT NOT NULL,
+    p_spiral REAL NOT NULL,
+    cam BLOB,
+    PRIMARY KEY (class_id, position)
+);
+CREATE TABLE IF NOT EXISTS students (
+    id INTEGER PRIMARY KEY,
+    class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+    nickname TEXT NOT NULL,
+    nickname_key TEXT NOT NULL,
+    session TEXT NOT NULL,
+    joined REAL NOT NULL,
+    UNIQUE (class_id, nickname_key)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    student_id INTEGER NOT NULL REFERENCES students(id) ON DELETE CASCADE,
+    class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    answer TEXT NOT NULL CHECK (answer IN ('spiral', 'elliptical', 'cant_tell')),
+    answered REAL NOT NULL,
+    PRIMARY KEY (student_id, position)
+);
+CREATE INDEX IF NOT EXISTS answers_by_class ON answers (class_id, position);
+"""
+
+
+class ClassroomError(GalaxyError):
+    """A wrong or closed code, a bad or taken nickname, a class that is gone: one sentence for
+    the person at the screen."""
+
+
+@dataclass(frozen=True)
+class Galaxy:
+    """One galaxy of a class's fixed set, with what the volunteers and the network said."""
+
+    position: int
+    objid: str
+    image: str
+    label: str
+    """The volunteers' answer (spiral or elliptical)."""
+    leaf: str
+    """The Galaxy Zoo 1 leaf: EL, CW, ACW or EDGE (empty when the labels had none)."""
+    model_label: str
+    p_spiral: float
+    """The network's calibrated probability of spiral."""
+    cam: bytes | None = None
+    """PNG of the Grad-CAM overlay, computed once when the class was made."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: int
+    code: str
+    name: str
+    galaxy_set: str
+    target: int
+    model: str
+    created: float
+    closed: float | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed is None
+
+
+@dataclass(frozen=True)
+class Student:
+    id: int
+    class_id: int
+    nickname: str
+
+
+def clean_nickname(text: str) -> str:
+    """A nickname as shown: spaces squeezed, 1-24 printable characters."""
+    name = " ".join(unicodedata.normalize("NFC", str(text)).split())
+    if not name:
+        raise ClassroomError("Type a nickname first.")
+    if len(name) > MAX_NICKNAME:
+        raise ClassroomError(f"Nicknames have at most {MAX_NICKNAME} characters.")
+    if not all(ch.isprintable() for ch in name):
+        raise ClassroomError("Nicknames use letters, digits and spaces.")
+    return name
+
+
+class ClassroomStore:
+    """All classes of one dashboard, in the SQLite file ``path`` (made on first use)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ClassroomError(f"{self.path} was written by a newer version (schema "
+                                     f"{version}); this one reads schema {SCHEMA_VERSION}")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, taking the write lock at its start (no lock upgrade deadlocks)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- teacher ------------------------------------------------------------------------------
+    def create_class(self, name: str, galaxy_set: str, target: int, model: str,
+                     galaxies: Sequence[Galaxy]) -> ClassInfo:
+        name = " ".join(str(name).split())
+        if not name or len(name) > MAX_CLASS_NAME:
+            raise ClassroomError(f"Give the class a name of 1-{MAX_CLASS_NAME} characters.")
+        if not galaxies:
+            raise ClassroomError("A class needs at least one galaxy.")
+        target = max(1, min(int(target), len(galaxies), MAX_TARGET))
+        with self._write() as db:
+            for _ in range(50):
+                code = new_code()
+                if not db.execute("SELECT 1 FROM classes WHERE code = ?", (code,)).fetchone():
+                    break
+            cursor = db.execute(
+                "INSERT INTO classes (code, name, galaxy_set, target, model, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (code, name, galaxy_set, target, model, time.time()))
+            class_id = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO galaxies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(class_id, i, g.objid, g.image, g.label, g.leaf, g.model_label,
+                  float(g.p_spiral), g.cam) for i, g in enumerate(galaxies)])
+        return self.find_class(code)
+
+    def list_classes(self) -> list[ClassInfo]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM classes ORDER BY created DESC").fetchall()
+        return [ClassInfo(**dict(r)) for r in rows]
+
+    def close_class(self, class_id: int) -> None:
+        with self._write() as db:
+            db.execute("UPDATE classes SET closed = ? WHERE id = ? AND closed IS NULL",
+                       (time.time(), class_id))
+
+    def delete_class(self, class_id: int) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM classes WHERE id = ?", (class_id,))
+
+    # --- students -----------------------------------------------------------------------------
+    def find_class(self, code: str) -> ClassInfo:
+        """The class with this code; a wrong code is one sentence."""
+        normal = normalise_code(code)
+        if normal is None:
+            raise ClassroomError("That is not a class code: codes have 6 letters and digits "
+                                 "(no 0, O, 1 or I).")
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM classes WHERE code = ?", (normal,)).fetchone()
+        if row is None:
+            raise ClassroomError(f"There is no class with the code {normal}. Check it with "
+                                 "your teacher.")
+        return ClassInfo(**dict(row))
+
+    def join(self, code: str, nickname: str, session: str) -> Student:
+        """Join a class, or come back to it: a nickname already taken is the same student only
+        from the same browser session; anyone else must choose another."""
+        info = self.find_class(code)
+        name = clean_nickname(nickname)
+        key = name.casefold()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM students WHERE class_id = ? AND nickname_key = ?",
+                             (info.id, key)).fetchone()
+            if row is not None:
+                if row["session"] != session:
+                    raise ClassroomError(f"Someone in this class is already called {name}. "
+                                         "Choose another nickname.")
+                return Student(row["id"], info.id, row["nickname"])
+            if not info.is_open:
+                raise ClassroomError("This class is closed: it takes no more answers. Ask "
+                                     "your teacher.")
+            cursor = db.execute("INSERT INTO students (class_id, nickname, nickname_key, "
+                                "session, joined) VALUES (?, ?, ?, ?, ?)",
+                                (info.id, name, key, session, time.time()))
+            return Student(cursor.lastrowid, info.id, name)
+
+    def galaxies(self, class_id: int) -> list[Galaxy]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM galaxies WHERE class_id = ? ORDER BY position",
+                              (class_id,)).fetchall()
+        return [Galaxy(**{k: r[k] for k in r.keys() if k != "class_id"}) for r in rows]
+
+    def answer(self, student: Student, position: int, answer: str) -> bool:
+        """Record an answer; True when it is new. A second answer to the same galaxy (double
+        click, reload) changes nothing."""
+        if answer not in ANSWERS:
+            raise ClassroomError(f"An answer is one of {', '.join(ANSWERS)}.")
+        with self._write() as db:
+            closed = db.execute("SELECT closed FROM classes WHERE id = ?",
+                                (student.class_id,)).fetchone()
+            if closed is None:
+                raise ClassroomError("This class no longer exists. Ask your teacher.")
+            if closed[0] is not None:
+                raise ClassroomError("This class is closed: it takes no more answers.")
+            cursor = db.execute("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?)",
+                                (student.id, student.class_id, int(position), answer,
+                                 time.time()))
+            return cursor.rowcount == 1
+
+    def answers_of(self, student: Student) -> dict[int, str]:
+        with self._connect() as db:
+            rows = db.execute("SELECT position, answer FROM answers WHERE student_id = ?",
+                              (student.id,)).fetchall()
+        return {r["position"]: r["answer"] for r in rows}
+
+    # --- results ------------------------------------------------------------------------------
+    def export_rows(self, class_id: int) -> list[dict[str, Any]]:
+        """Every answer beside the volunteers' and the network's, for the teacher's CSV."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT s.nickname, g.objid, g.position, a.answer, g.label, g.leaf, "
+                "g.model_label, g.p_spiral, a.answered FROM answers a "
+                "JOIN students s ON s.id = a.student_id "
+                "JOIN galaxies g ON g.class_id = a.class_id AND g.position = a.position "
+                "WHERE a.class_id = ? ORDER BY a.answered, s.nickname", (class_id,)).fetchall()
+        return [{"nickname": r["nickname"], "galaxy_id": r["objid"], "position": r["position"],
+                 "answer": r["answer"], "volunteers": r["label"], "gz1_leaf": r["leaf"],
+                 "model": r["model_label"], "p_spiral": round(r["p_spiral"], 4),
+                 "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["answered"]))}
+                for r in rows]
+
+    def students(self, class_id: int) -> list[dict[str, Any]]:
+        """Each student's progress and score against the volunteers."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT s.nickname, COUNT(a.position) AS answered, "
+                "SUM(a.answer = g.label) AS agree FROM students s "
+                "LEFT JOIN answers a ON a.student_id = s.id "
+                "LEFT JOIN galaxies g ON g.class_id = a.class_id AND g.position = a.position "
+                "WHERE s.class_id = ? GROUP BY s.id ORDER BY s.joined", (class_id,)).fetchall()
+        return [{"nickname": r["nickname"], "answered": r["answered"],
+                 "agree": int(r["agree"] or 0)} for r in rows]
+
+    def votes(self, class_id: int) -> list[dict[str, Any]]:
+        """Per galaxy: the class's votes, the volunteers' label and the network's answer."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT g.position, g.objid, g.label, g.model_label, g.p_spiral, "
+                "SUM(a.answer = 'spiral') AS spiral, SUM(a.answer = 'elliptical') AS elliptical, "
+                "SUM(a.answer = 'cant_tell') AS cant_tell FROM galaxies g "
+                "LEFT JOIN answers a ON a.class_id = g.class_id AND a.position = g.position "
+                "WHERE g.class_id = ? GROUP BY g.position ORDER BY g.position",
+                (class_id,)).fetchall()
+        return [{**dict(r), "spiral": int(r["spiral"] or 0),
+                 "elliptical": int(r["elliptical"] or 0), "cant_tell": int(r["cant_tell"] or 0)}
+                for r in rows]
