@@ -18,8 +18,6 @@ from galaxy_core.release.package import PartProgress, write_model_folder
 from galaxy_core.train.run_folder import SPLITS_SUMMARY_FILE
 
 RECIPE_KEYS = ("arch", "weights", "epochs", "image_size", "crop_fraction", "lr")
-MEASURED_KEYS = ("temperature", "logit_bias", "ood", "metrics", "training")
-"""model.json keys that :func:`write_model_folder` writes itself; the rest are carried over."""
 
 
 def read_stability(run: str | Path) -> dict[str, Any]:
@@ -52,10 +50,10 @@ def export_model(source: str | Path, target: str | Path, prepared: PreparedData,
     loaded = load_model(source)
     training = loaded.meta.get("training", {})
     split = int(training.get("split", 0))
-    extra = {k: v for k, v in loaded.meta.items() if k not in MEASURED_KEYS}
+    base = dict(loaded.meta)
     if splits:
-        extra["splits"], extra["splits_recipe"] = splits["summary"], splits["recipe"]
+        base["splits"], base["splits_recipe"] = splits["summary"], splits["recipe"]
     return write_model_folder(target, loaded.model, loaded.config, prepared, split,
                               training_part(prepared, loaded.config, split), loaded.logit_bias,
-                              training, temperature=loaded.temperature, extra=extra, half=half,
+                              training, temperature=loaded.temperature, base=base, half=half,
                               progress=progress)

@@ -51,13 +51,13 @@ def as_stored(model: nn.Module, config: Config, half: bool) -> nn.Module:
 def write_model_folder(folder: Path, model: nn.Module, config: Config, prepared: PreparedData,
                        split: int, train_part: Part, logit_bias: np.ndarray,
                        training: dict[str, Any], temperature: float | None = None,
-                       extra: dict[str, Any] | None = None, half: bool = False,
+                       base: dict[str, Any] | None = None, half: bool = False,
                        progress: PartProgress | None = None) -> dict[str, Any]:
     """Measure ``model`` and write the complete model folder; returns its ``model.json``.
 
     ``train_part`` holds the galaxies the network learned from (the OOD reference is fitted on
-    them); ``temperature`` None fits it on validation; ``extra`` are further model.json keys
-    (for example the spread over splits).
+    them); ``temperature`` None fits it on validation; ``base`` is a model.json to carry over
+    (export): its other keys are kept, in their order, and the measured ones replaced.
     """
     folder = Path(folder)
     model = as_stored(model, config, half)
@@ -83,9 +83,9 @@ def write_model_folder(folder: Path, model: nn.Module, config: Config, prepared:
                                   parts["val"].images)
     save_ood(folder, ood_state)
 
-    record = {"temperature": float(temperature), "logit_bias": [float(b) for b in bias],
-              "ood": ood_meta, "metrics": headline_metrics(reports), "training": training,
-              **(extra or {})}
+    record = {**(base or {}), "temperature": float(temperature),
+              "logit_bias": [float(b) for b in bias], "ood": ood_meta,
+              "metrics": headline_metrics(reports), "training": training}
     save_model(folder, model.to(memory_format=torch.contiguous_format), config, record,
                half=half)
     write_model_card(folder)
