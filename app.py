@@ -7,7 +7,7 @@ GALAXY_PREPARED (see ``galaxy_core/locations.py``).
 
 import streamlit as st
 
-from dashboard import models, paths
+from dashboard import memory, models, paths
 from dashboard.ui import app_pages, guard, inside_app
 from galaxy_core.locations import default_data_root
 
@@ -24,5 +24,8 @@ with st.sidebar:
     st.caption(f"Data: {paths.show(default_data_root())}"
                + ("" if data_ok else " (not found; set GALAXY_DATA)"))
 
-with guard(), inside_app():
-    page.run()
+try:
+    with guard(), inside_app():
+        page.run()
+finally:  # also after st.stop() and st.rerun()
+    memory.give_back()

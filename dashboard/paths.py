@@ -8,11 +8,16 @@ this module adds the layout of the real data root (``gz1_sdss/``, ``seed_example
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from galaxy_core.data.imageio import IMAGE_SUFFIXES
+from galaxy_core.data.prepared import SUMMARY
+from galaxy_core.errors import GalaxyError
+from galaxy_core.io_utils import is_inside
 from galaxy_core.locations import PROJECT_ROOT, default_data_root, prepared_dir
 
 PREPARE_COMMAND = "galaxy prepare --labels {labels} --images {images} --out {out} --splits {splits}"
@@ -53,13 +58,101 @@ def prepare_command(out: Path | None = None, splits: int = 3) -> str:
                                   out=show(out or prepared_dir()), splits=splits)
 
 
-def report_image_dir(report: dict[str, Any]) -> Path | None:
-    """Folder holding a report's galaxy images on this machine: where they were at training
-    time, else the configured data root; None when neither exists."""
-    for candidate in (report.get("image_dir"), gz1_images()):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+def prepared_folders() -> list[Path]:
+    """The prepared datasets the dashboard offers: GALAXY_PREPARED (first, whether it exists or
+    not) and every sibling folder holding a ``galaxy prepare`` summary."""
+    default = prepared_dir()
+    found = [default]
+    try:
+        if default.parent.is_dir():
+            found += sorted(p for p in default.parent.iterdir()
+                            if p.is_dir() and p != default and (p / SUMMARY).is_file())
+    except OSError:
+        pass
+    return found
+
+
+def trusted_image_dirs() -> list[Path]:
+    """The only folders galaxy images named in a report may be read from: the data root's
+    ``gz1_sdss/images`` and the image folder of every prepared dataset (the operator chose
+    those through GALAXY_DATA and GALAXY_PREPARED; a report file did not)."""
+    found = [gz1_images()]
+    for folder in prepared_folders():
+        try:
+            image_dir = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))["image_dir"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(image_dir, str) and image_dir:
+            found.append(Path(image_dir))
+    return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _within(folder: Path, roots: list[Path]) -> bool:
+    try:
+        return any(folder.resolve().is_relative_to(root.resolve()) for root in roots)
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+@dataclass
+class ReportImages:
+    """Where a report's galaxy images are read from on this machine."""
+
+    folder: Path | None
+    """A trusted folder that exists, or None."""
+    refused: str = ""
+    """Why the report's own ``image_dir`` was not used (empty when it was fine or absent)."""
+
+
+def report_images(report: dict[str, Any]) -> ReportImages:
+    """The folder holding a report's galaxy images: the report's ``image_dir`` (where they were
+    at training time) when it lies inside one of :func:`trusted_image_dirs`, else the configured
+    ``gz1_sdss/images``; ``folder`` is None when neither exists. A report is a file anyone could
+    edit, so an ``image_dir`` elsewhere (``/etc``) is refused, with the reason in ``refused``."""
+    roots = trusted_image_dirs()
+    named = report.get("image_dir")
+    refused = ""
+    if named not in (None, ""):
+        if not isinstance(named, str):
+            refused = "The report's image_dir is not a folder name; it is ignored."
+        elif not _is_dir(Path(named)):
+            pass  # moved or another machine's folder: the configured one is tried below
+        elif not _within(Path(named), roots):
+            refused = (f"The report's image folder {_cut(named)} is refused: it is not one of "
+                       "the data folders this dashboard reads (GALAXY_DATA's gz1_sdss/images "
+                       "or a prepared dataset's images).")
+        else:
+            return ReportImages(Path(named))
+    fallback = gz1_images()
+    return ReportImages(fallback if fallback.is_dir() else None, refused)
+
+
+def report_image(folder: Path, name: object) -> Path:
+    """The file of one report row's ``image``, resolved inside ``folder``; GalaxyError (one
+    line, nothing read) for a name that points anywhere else: ``../`` steps, an absolute path,
+    a symbolic link leading out, or something that is not a file name at all."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise GalaxyError(f"image name {_cut(repr(name))} refused: not a file name")
+    try:
+        inside = is_inside(folder, name)
+    except (OSError, ValueError, RuntimeError):
+        inside = False
+    if not inside:
+        raise GalaxyError(f"image name {_cut(repr(name))} refused: it points outside the image "
+                          f"folder {show(folder)}")
+    return (Path(folder) / name).resolve()
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def set_data_hint() -> str:

@@ -5,6 +5,11 @@ outlives page reloads and even the dashboard. Everything the page shows is read 
 folder (its layout is ``galaxy_core.train.run_folder``): the status and per-epoch log written by
 the training loop, the process's output, and the launch record written here (pid and command,
 before the loop starts).
+
+Any visitor of the dashboard may use the Train page, so starting is limited per server:
+``GALAXY_ALLOW_TRAINING=0`` switches starting, resuming and stopping runs off (the page only
+shows them), and at most ``GALAXY_MAX_TRAINING_RUNS`` (default 1) runs may be alive at once,
+counted from the run folders (a run started with the CLI counts too).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +35,16 @@ from galaxy_core.train.run_folder import (ACTIVE_STATES, CONFIG_FILE, DONE_STATE
                                           PROCESS_LOG_FILE, SPLIT_PREFIX, STATUS_FILE, model_dir)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ALLOW_ENV = "GALAXY_ALLOW_TRAINING"
+MAX_RUNS_ENV = "GALAXY_MAX_TRAINING_RUNS"
+DEFAULT_MAX_RUNS = 1
+RESUMABLE_STATES = ("interrupted", "stopped", "failed")
+"""States a dead run without a model can be resumed from ("failed": a write failed, e.g. a full
+disk; the loop kept the last finished epoch)."""
+
+_START_LOCK = threading.Lock()
+"""Held while checking the limit and launching, so two visitors clicking at once cannot both
+squeeze under it."""
 
 _PROCESSES: dict[int, subprocess.Popen] = {}
 """Children started by this server, polled so that finished ones are reaped (no zombies)."""
@@ -64,7 +80,14 @@ class RunInfo:
 
     @property
     def can_resume(self) -> bool:
-        return not self.alive and not self.has_model and self.state in ("interrupted", "stopped")
+        return not self.alive and not self.has_model and self.state in RESUMABLE_STATES
+
+    @property
+    def error(self) -> str:
+        """What went wrong, for a run in state "failed" (the loop's one-line message)."""
+        if self.state != "failed":
+            return ""
+        return str(self.status.get("error") or "the run failed (no reason was recorded)")
 
     @property
     def fraction(self) -> float:
@@ -127,6 +150,43 @@ def list_runs(runs: Path | None = None) -> list[RunInfo]:
     return [run_info(p) for p in found]
 
 
+def training_allowed() -> bool:
+    """False when the server's operator set GALAXY_ALLOW_TRAINING to 0 (or false/no/off)."""
+    value = os.environ.get(ALLOW_ENV, "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def max_runs() -> int:
+    """GALAXY_MAX_TRAINING_RUNS: how many runs may be alive at once (default 1; a value that is
+    not a whole number of at least 1 counts as the default)."""
+    try:
+        value = int(os.environ.get(MAX_RUNS_ENV, "").strip())
+    except ValueError:
+        return DEFAULT_MAX_RUNS
+    return value if value >= 1 else DEFAULT_MAX_RUNS
+
+
+def active_runs(runs: Path | None = None) -> list[RunInfo]:
+    """Runs whose training process is alive and working."""
+    return [r for r in list_runs(runs) if r.active]
+
+
+def busy_message(runs: Path | None = None) -> str:
+    """Why no further run may start now, or "" when one may."""
+    if not training_allowed():
+        return (f"Starting and resuming training runs is switched off on this server "
+                f"({ALLOW_ENV}=0).")
+    going = active_runs(runs)
+    limit = max_runs()
+    if len(going) < limit:
+        return ""
+    names = ", ".join(r.name for r in going)
+    if limit == 1 and len(going) == 1:
+        return f"a training run is already going: {names}; wait for it or stop it"
+    return (f"{len(going)} training runs are already going ({names}); this server allows "
+            f"{limit} at once ({MAX_RUNS_ENV}): wait for one or stop it")
+
+
 def check_name(name: str, runs: Path | None = None) -> Path:
     """The folder for a new run, or GalaxyError saying why the name cannot be used."""
     if not NAME_PATTERN.fullmatch(name or ""):
@@ -153,7 +213,17 @@ def train_command(prepared: Path, run_dir: Path, settings: dict[str, Any],
 
 
 def start(prepared: Path, run_dir: Path, settings: dict[str, Any], resume: bool = False) -> int:
-    """Launch training in the background (own session, lower priority); return its pid."""
+    """Launch training in the background (own session, lower priority); return its pid.
+    GalaxyError (nothing started, no folder made) when training is switched off or the limit
+    of live runs is reached."""
+    with _START_LOCK:
+        refused = busy_message(run_dir.parent)
+        if refused:
+            raise GalaxyError(refused)
+        return _launch(prepared, run_dir, settings, resume)
+
+
+def _launch(prepared: Path, run_dir: Path, settings: dict[str, Any], resume: bool) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = train_command(prepared, run_dir, settings, resume)
     launch = cmd
@@ -183,6 +253,8 @@ def resume(info: RunInfo) -> int:
 def stop(info: RunInfo) -> bool:
     """Ask the run to stop (SIGINT = Ctrl-C: the loop keeps its last finished epoch)."""
     pid = info.status.get("pid")
+    if not training_allowed():
+        raise GalaxyError(f"stopping training runs is switched off on this server ({ALLOW_ENV}=0)")
     if not info.alive or not pid:
         return False
     try:

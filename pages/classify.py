@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import models, paths
+from dashboard import memory, models, paths, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
 from dashboard.ui import one_line, require_app, thumbnail, upscale
@@ -15,7 +15,8 @@ from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.report import validation_threshold
 from galaxy_core.locations import default_data_root
-from galaxy_core.predict.classify import classify_sources
+from galaxy_core.predict.classify import Prediction, classify_sources
+from galaxy_core.predict.inputs import ESCAPED_NOTE
 from galaxy_core.predict.survey_match import prepare_for_model
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in (*IMAGE_SUFFIXES, GZIP_SUFFIX)]
@@ -24,6 +25,10 @@ SURVEY_HELP = ("The network learned from SDSS cutouts. **auto** rescales only im
                "sky noise); **on** always does; **off** never does.")
 
 ACCEPT_AT = 0.95
+# Session keys (bare strings would be drawn on the page by Streamlit's magic, hence comments):
+FRAMED_KEY = "framed_uploads"  # file id -> uploads.FramedUpload, large uploads already decoded
+UPLOADER_KEY = "classify_uploads"  # the file uploader's value
+VIEWS_KEY = "classify_views"  # survey-matching thumbnails drawn for the current results
 
 
 @st.cache_data(show_spinner=False)
@@ -50,12 +55,54 @@ source = left.radio("Images from", ["Upload", "Examples"], horizontal=True,
 survey = right.segmented_control("Survey matching", ["auto", "on", "off"], default="auto",
                                  help=SURVEY_HELP) or "auto"
 
+
+def frame_large_uploads(files: list) -> None:
+    """Decode each large upload not yet framed, one server-wide slot at a time, keep its framed
+    copy in the session and give its bytes back to Streamlit's upload store; then rerun, so that
+    no widget value of this run still holds the bytes."""
+    framed = st.session_state[FRAMED_KEY]
+    status = st.empty()
+    for n, upload in enumerate(files, start=1):
+        size = f"{upload.size / 1e6:.0f} MB"  # decimal, as the upload widget shows it
+
+        def queued(ahead: int, name: str = upload.name, size: str = size) -> None:
+            others = "another large file" if ahead == 1 else f"{ahead} other large files"
+            status.info(f"{name} ({size}) is queued with {others}: this server reads large "
+                        "files one at a time, to keep its memory in bounds. It starts by "
+                        "itself.", icon=":material/hourglass_top:")
+
+        with uploads.decode_slot(queued):
+            status.info(f"Reading {upload.name} ({size}, {n} of {len(files)})…",
+                        icon=":material/hourglass_top:")
+            framed[upload.file_id] = uploads.frame_upload(upload.name, upload.getvalue())
+            uploads.release(upload, st.session_state.get(UPLOADER_KEY))
+    status.empty()
+    memory.give_back(force=True)
+    st.rerun()
+
+
 items: list[tuple[str, bytes]] = []
 known: dict[str, str] = {}
+framed_items: dict[str, uploads.FramedUpload] = {}
 if source == "Upload":
-    uploads = st.file_uploader("Galaxy images", type=UPLOAD_TYPES, accept_multiple_files=True,
-                               help="One or many files; a batch can be downloaded as CSV.")
-    items = [(u.name, u.getvalue()) for u in uploads or []]
+    files = st.file_uploader("Galaxy images", type=UPLOAD_TYPES, accept_multiple_files=True,
+                             key=UPLOADER_KEY, help="One or many files; a batch can be downloaded as CSV. Files "
+                                  f"over {uploads.LARGE_UPLOAD_BYTES // 10**6} MB are read one "
+                                  "at a time on this server.") or []
+    files = [f for f in files if hasattr(f, "getvalue")]  # not a file deleted meanwhile
+    framed = st.session_state.setdefault(FRAMED_KEY, {})
+    for gone in set(framed) - {f.file_id for f in files}:
+        del framed[gone]  # removed from the widget
+    large = [f for f in files if f.file_id not in framed and f.size > uploads.LARGE_UPLOAD_BYTES]
+    if large:
+        frame_large_uploads(large)
+    for f in files:
+        if f.file_id in framed:
+            framed_items[f.name] = framed[f.file_id]
+            items.append((f.name, framed[f.file_id].png))
+        else:
+            items.append((f.name, f.getvalue()))
+    del files, large
 else:
     examples = paths.examples()
     if not examples:
@@ -74,22 +121,47 @@ if not items:
     st.info("Add one or more images to classify them.")
     st.stop()
 
-key = (models.model_key(loaded), survey,
-       tuple((n, hashlib.sha1(b).hexdigest()) for n, b in items))
-if st.session_state.get("classify_key") != key:
+
+def digest(name: str, data: bytes) -> str:
+    framed_copy = framed_items.get(name)
+    return framed_copy.digest or framed_copy.error if framed_copy else \
+        hashlib.sha1(data).hexdigest()
+
+
+def classify(items: list[tuple[str, bytes]]) -> list[Prediction]:
+    """Predictions in upload order; a large upload is classified from its framed copy and
+    keeps the loader's notes on the original file (or its one-line error)."""
+    readable = [(n, b) for n, b in items if not (n in framed_items and framed_items[n].error)]
     bar = st.progress(0.0, text=f"Classifying {len(items)} image(s)…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Classified {done} of {total}")
 
     with models.lock(loaded):
-        preds = classify_sources(loaded, items, survey=survey, batch_size=8, progress=progress,
-                                 keep_inputs=True)
+        done = iter(classify_sources(loaded, readable, survey=survey, batch_size=8,
+                                     progress=progress, keep_inputs=True))
     bar.empty()
+    preds = []
+    for name, _ in items:
+        copy = framed_items.get(name)
+        if copy is not None and copy.error:
+            preds.append(Prediction(source=name, error=copy.error))
+            continue
+        pred = next(done)
+        if copy is not None:
+            pred.notes = [n for n in pred.notes if n == ESCAPED_NOTE] + copy.notes
+        preds.append(pred)
+    return preds
+
+
+key = (models.model_key(loaded), survey, tuple((n, digest(n, b)) for n, b in items))
+if st.session_state.get("classify_key") != key:
+    st.session_state["classify_preds"] = classify(items)
     st.session_state["classify_key"] = key
-    st.session_state["classify_preds"] = preds
+    st.session_state[VIEWS_KEY] = {}
 preds = st.session_state["classify_preds"]
 raw = dict(items)
+del items
 
 failed = [p for p in preds if not p.ok]
 for p in failed[:10]:
@@ -164,17 +236,31 @@ with c3:
     for note in pred.notes:
         st.caption(f"Loader: {note}")
 
+def matching_views(name: str) -> tuple | str:
+    """Thumbnails of the original and the survey-matched picture (drawn once per result, kept
+    in the session), or why they cannot be shown."""
+    views = st.session_state.setdefault(VIEWS_KEY, {})
+    if name not in views:
+        try:
+            original = read_image(raw[name]).image
+            matched, _ = prepare_for_model(original, survey)
+            size = framed_items[name].original_size if name in framed_items else original.size
+            views[name] = (thumbnail(original), thumbnail(matched), size)
+        except Exception as exc:  # display only; the prediction above already succeeded
+            views[name] = f"Cannot show the matching steps: {one_line(exc)}"
+    return views[name]
+
+
 if pred.survey_matched and shown in raw:
     with st.expander("Survey matching: original and as given to the model", expanded=False):
-        try:
-            original = read_image(raw[shown]).image
-            matched, _ = prepare_for_model(original, survey)
-        except Exception as exc:  # display only; the prediction above already succeeded
-            st.warning(f"Cannot show the matching steps: {one_line(exc)}")
+        view = matching_views(shown)
+        if isinstance(view, str):
+            st.warning(view)
         else:
+            original, matched, (width, height) = view
             a, b = st.columns(2)
-            a.image(thumbnail(original), caption=f"Original ({original.width}×{original.height})")
-            b.image(thumbnail(matched), caption="Re-framed, blurred and given SDSS sky noise")
+            a.image(original, caption=f"Original ({width}×{height})")
+            b.image(matched, caption="Re-framed, blurred and given SDSS sky noise")
 
 if len(preds) == 1:
     single = pd.DataFrame([p.row() for p in preds])

@@ -1,7 +1,5 @@
 """Failures: where the model goes wrong, each galaxy beside its Grad-CAM."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -59,12 +57,24 @@ rows = [with_confidence(r) for r in rows]
 rows = [r for r in rows if r["true"] in true_classes and low <= r["confidence"] <= high]
 st.caption(f"{len(rows)} galaxies match; showing {min(len(rows), int(limit))}.")
 
-image_dir = paths.report_image_dir(report)
+images = paths.report_images(report)
+if images.refused:
+    st.warning(images.refused)
+image_dir = images.folder
 if image_dir is None:
-    st.warning(f"Galaxy images not found (looked in {report.get('image_dir') or '?'} and "
-               f"{paths.show(paths.gz1_images())}). " + paths.set_data_hint())
+    st.warning(f"Galaxy images not found (looked in {paths.show(paths.gz1_images())}"
+               + ("" if images.refused or not report.get("image_dir")
+                  else f" and {one_line(report['image_dir'], 120)}") + "). "
+               + paths.set_data_hint())
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.stop()
+
+
+def galaxy_input(row: dict) -> np.ndarray:
+    """The model input of a report row's galaxy; GalaxyError for a name pointing outside the
+    image folder (nothing is read then) or a file that cannot be read."""
+    path = paths.report_image(image_dir, row.get("image"))
+    return catalogue_input(loaded, models.model_key(loaded), str(path))
 
 
 def side_by_side(image, cam, size: int = 192):
@@ -77,16 +87,17 @@ def side_by_side(image, cam, size: int = 192):
 def details(row: dict) -> None:
     a, b = st.columns(2)
     try:
-        arr = catalogue_input(loaded, models.model_key(loaded), str(image_dir / row["image"]))
+        arr = galaxy_input(row)
         a.image(upscale(arr), caption="As the model sees it")
         b.image(upscale(cam_overlay(loaded, models.model_key(loaded), arr,
                                     classes.index(row["predicted"]))),
                 caption=cam_caption(row["predicted"]))
     except GalaxyError as exc:
         st.error(one_line(exc))
+    file_name = one_line(row.get("image"), 120).replace("`", "'")
     st.markdown(f"**SDSS objid** `{row['objid']}`  \n**Galaxy Zoo label** {row['true']}  \n"
                 f"**Predicted** {row['predicted']} ({row['confidence']:.1%})  \n"
-                f"**File** `{row['image']}`")
+                f"**File** `{file_name}`")
     st.plotly_chart(probability_figure({c: row[f"p_{c}"] for c in classes}), key="detail_probs")
 
 
@@ -97,9 +108,8 @@ if shown:
     for start in range(0, len(shown), per_row):
         for col, row in zip(st.columns(per_row), shown[start:start + per_row]):
             with col.container(border=True):
-                path = Path(image_dir) / row["image"]
                 try:
-                    arr = catalogue_input(loaded, models.model_key(loaded), str(path))
+                    arr = galaxy_input(row)
                     cam = cam_overlay(loaded, models.model_key(loaded), arr,
                                       classes.index(row["predicted"]))
                 except GalaxyError as exc:

@@ -1,7 +1,6 @@
 """Train: start a training run in the background, watch it live, stop or resume it."""
 
 import time
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -10,7 +9,7 @@ from dashboard import paths, training
 from dashboard.charts import training_curves_figure
 from dashboard.ui import guard, one_line, require_app
 from galaxy_core import locations
-from galaxy_core.data.prepared import SUMMARY, open_prepared
+from galaxy_core.data.prepared import open_prepared
 from galaxy_core.errors import GalaxyError
 from galaxy_core.model.build import LITE0, LITE0_EXTRA, available_arches
 from galaxy_core.train.run_folder import PROCESS_LOG_FILE, read_history
@@ -19,7 +18,8 @@ STATE_ICONS = {"starting": ":material/hourglass_top:", "loading data": ":materia
                "training": ":material/autorenew:", "trained": ":material/hourglass_bottom:",
                "evaluating": ":material/science:", "finished": ":material/check_circle:",
                "early_stopped": ":material/check_circle:",
-               "interrupted": ":material/pause_circle:", "stopped": ":material/stop_circle:"}
+               "interrupted": ":material/pause_circle:", "stopped": ":material/stop_circle:",
+               "failed": ":material/error:"}
 RELEASE_NOTE = ("Training is done; the release step now fits the temperature, writes the "
                 "evaluation reports and the out-of-distribution reference, and saves the model "
                 "folder.")
@@ -31,19 +31,10 @@ st.caption("Training runs as a separate process: reload the page, close the tab,
            "Finished runs appear in the sidebar's model selector.")
 
 
-def prepared_options() -> list[Path]:
-    default = locations.prepared_dir()
-    found = [default]
-    if default.parent.is_dir():
-        found += sorted(p for p in default.parent.iterdir()
-                        if p.is_dir() and p != default and (p / SUMMARY).is_file())
-    return found
-
-
 # --- start a run ------------------------------------------------------------------------------
-with st.expander("Start a new run", expanded=not training.list_runs()):
-    options = prepared_options()
-    data_path = st.selectbox("Prepared dataset", options, format_func=paths.show,
+def start_form(busy: str) -> None:
+    """The new-run form; ``busy`` (a run is going and the server allows no more) disables it."""
+    data_path = st.selectbox("Prepared dataset", paths.prepared_folders(), format_func=paths.show,
                              help="A folder written by `galaxy prepare` (see the Data page).")
     try:
         prepared = open_prepared(data_path)
@@ -75,7 +66,8 @@ with st.expander("Start a new run", expanded=not training.list_runs()):
             lr = a2.number_input("Peak learning rate", 1e-5, 1.0, 2e-3, format="%.4f")
             threads = a3.number_input("CPU threads (0 = all)", 0, 256, 0)
         submitted = st.form_submit_button("Start training", type="primary",
-                                          disabled=prepared is None, icon=":material/play_arrow:")
+                                          disabled=prepared is None or bool(busy),
+                                          icon=":material/play_arrow:")
     if submitted and prepared is not None:
         with guard("Cannot start the run"):
             run_dir = training.check_name(name.strip())
@@ -84,11 +76,24 @@ with st.expander("Start a new run", expanded=not training.list_runs()):
                         "max_train_images": int(max_images), "split": int(split),
                         "batch_size": int(batch), "lr": float(lr),
                         "threads": int(threads) or None}
-            pid = training.start(data_path, run_dir, settings)
+            pid = training.start(data_path, run_dir, settings)  # checks the limit again
             st.session_state["watch_run"] = run_dir.name
             del st.session_state["train_name"]
             st.toast(f"Started {run_dir.name} (process {pid})", icon=":material/play_arrow:")
             st.rerun()
+
+
+allowed = training.training_allowed()
+if allowed:
+    busy_now = training.busy_message()
+    if busy_now:
+        st.warning(busy_now[0].upper() + busy_now[1:] + ".", icon=":material/hourglass_top:")
+    with st.expander("Start a new run", expanded=not training.list_runs()):
+        start_form(busy_now)
+else:
+    st.info(f"{training.busy_message()} This page only shows the runs in "
+            f"{paths.show(locations.runs_dir())}: start them with `galaxy train` on the server, "
+            "and pick finished ones in the sidebar's model selector.", icon=":material/block:")
 
 
 # --- watch runs --------------------------------------------------------------------------------
@@ -119,15 +124,22 @@ def watch(name: str) -> None:
         if info.active and info.loop_done:
             st.caption(RELEASE_NOTE)
 
+        if info.error:
+            st.error(f"Failed: {one_line(info.error, 600)}", icon=":material/error:")
         b1, b2, _ = st.columns([1, 1, 4])
-        if info.alive and b1.button("Stop", icon=":material/stop:", key=f"stop_{name}",
-                                    help="Ctrl-C for the run: it stops and keeps its last epoch."):
+        if allowed and info.alive and b1.button(
+                "Stop", icon=":material/stop:", key=f"stop_{name}",
+                help="Ctrl-C for the run: it stops and keeps its last epoch."):
             if training.stop(info):
                 st.toast(f"Stopping {name}…", icon=":material/stop:")
-        if info.can_resume and b2.button("Resume", icon=":material/play_arrow:",
-                                         key=f"resume_{name}"):
-            training.resume(info)
+        busy = training.busy_message() if allowed and info.can_resume else ""
+        if allowed and info.can_resume and b2.button(
+                "Resume", icon=":material/play_arrow:", key=f"resume_{name}",
+                disabled=bool(busy), help=busy or None):
+            training.resume(info)  # checks the limit again
             st.rerun(scope="app")
+        if busy:
+            st.caption(f"Resume waits: {busy}.")
 
         if rows:
             st.plotly_chart(training_curves_figure(rows), key=f"curves_{name}")
@@ -141,6 +153,9 @@ def watch(name: str) -> None:
         elif info.can_resume and info.loop_done:
             st.info("Stopped after training, before the model folder was written. Resume "
                     "writes it from the best epoch.")
+        elif info.can_resume and info.error:
+            st.info("The last finished epoch is kept: fix the cause (e.g. make room on the "
+                    "disk), then Resume continues from it.")
         elif info.can_resume:
             st.info("Stopped. Resume continues from the last finished epoch.")
         with st.expander(f"Process output ({PROCESS_LOG_FILE})"):

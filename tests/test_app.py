@@ -161,6 +161,20 @@ def test_every_page_renders(env, page_file):
     assert "tiny_model (GALAXY_MODEL_DIR)" in at.sidebar.selectbox[0].options
 
 
+def test_pages_have_no_stray_strings():
+    """Streamlit's magic draws every bare expression of a page script: a string meant as a
+    comment (a constant's docstring) would show up on the page. Only the module docstring
+    (not drawn) and function docstrings may be bare strings."""
+    import ast
+
+    for page_file in ["app.py", *PAGES]:
+        tree = ast.parse((REPO / page_file).read_text())
+        stray = [node.lineno for node in tree.body[1:]
+                 if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                 and isinstance(node.value.value, str)]
+        assert not stray, f"{page_file} lines {stray}: bare strings are drawn on the page"
+
+
 def test_page_opened_first_still_gets_the_sidebar(assets, tmp_path, monkeypatch):
     """Without the test-only patch: a page run on its own (Streamlit's pages/ folder mode, as for
     the first request after a server start) reruns itself through app.py."""

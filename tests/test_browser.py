@@ -194,7 +194,9 @@ def test_screenshots_of_classify_evaluate_failures(server, page, galaxy_png):
 
 def test_train_page_shows_each_run_state(server, page, tmp_path):
     """Runs in every state the Train page reads back from a run folder, the live one between
-    training and release ("trained") included; the screenshot goes to the test's tmp folder."""
+    training and release ("trained") included, and a run that failed (a full disk) with its
+    reason and Resume. The live run is the one a server allows: starting another is refused
+    with a line naming it. The screenshots go to the test's tmp folder."""
     import json
 
     from galaxy_core.train import run_folder
@@ -203,17 +205,95 @@ def test_train_page_shows_each_run_state(server, page, tmp_path):
     history = "".join(json.dumps({"epoch": e, "train_loss": 0.6 / e, "val_loss": 0.5 / e,
                                   "val_accuracy": 0.8 + e / 50, "val_macro_f1": 0.75 + e / 50,
                                   "seconds": 30}) + "\n" for e in (1, 2, 3))
-    states = {"done": ("finished", None), "releasing": ("trained", server["pid"]),
-              "cut": ("training", 2**22 + 12345)}
+    states = {"done": ("finished", None), "full": ("failed", 2**22 + 12346),
+              "releasing": ("trained", server["pid"]), "cut": ("training", 2**22 + 12345)}
     for name, (state, pid) in states.items():
         (runs / name).mkdir(parents=True, exist_ok=True)
-        (runs / name / run_folder.STATUS_FILE).write_text(json.dumps({
-            "state": state, "pid": pid, "epoch": 3, "epochs": 3, "step": 90, "total_steps": 90}))
+        status = {"state": state, "pid": pid, "epoch": 3, "epochs": 3, "step": 90,
+                  "total_steps": 90}
+        if state == "failed":
+            status["error"] = (f"disk full while writing {runs / name}/checkpoint.safetensors "
+                               "(0 MiB free there). The last finished epoch is kept: make room, "
+                               "then continue with the same command and --resume")
+        (runs / name / run_folder.STATUS_FILE).write_text(json.dumps(status))
         (runs / name / run_folder.HISTORY_FILE).write_text(history)
+        time.sleep(0.05)  # newest first: "cut" is listed first, "releasing" is watched
     page.goto(f"{server['url']}/train")
     wait_for_app(page)
     page.get_by_text("Runs", exact=True).wait_for(timeout=SLOW)
     page.get_by_text("release step", exact=False).first.wait_for(timeout=SLOW)
     page.locator(".js-plotly-plot").first.wait_for(timeout=SLOW)
+    page.get_by_text("A training run is already going: releasing; wait for it or stop it.",
+                     exact=True).wait_for(timeout=SLOW)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "train.png", tmp_path)
+
+    watch = page.locator('[data-testid="stSelectbox"]').filter(has_text="Watch")
+    watch.locator("input").first.click()
+    page.get_by_role("option", name="full", exact=True).click()
+    page.get_by_text("Failed: disk full while writing", exact=False).wait_for(timeout=SLOW)
+    resume = page.get_by_role("button", name=re.compile("Resume"))
+    resume.wait_for(timeout=SLOW)
+    assert resume.is_disabled(), "another run is alive: Resume waits"
+    page.get_by_text("Resume waits: a training run is already going", exact=False).wait_for()
+    wait_for_app(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "train_failed.png", tmp_path)
+
+
+def test_failures_page_refuses_paths_outside_the_data(server, page, assets, tmp_path):  # noqa: F811
+    """A finished run whose test report was edited to name ../ paths, an absolute path and
+    /etc as its image folder: picked in the sidebar, the Failures page shows a refusal line
+    per crafted galaxy and nothing of those files. Screenshot in the test's tmp folder."""
+    import json
+    import shutil
+
+    from galaxy_core.evaluate.report import REPORT_FILE
+    from galaxy_core.model.store import report_dir
+    from galaxy_core.train import run_folder
+
+    model = run_folder.model_dir(server["runs"] / "crafted")
+    shutil.copytree(assets["model"], model)
+    path = report_dir(model, "test") / REPORT_FILE
+    report = json.loads(path.read_text())
+    report["image_dir"] = "/etc"
+    report["confident_failures"] = [
+        {"objid": str(9000 + i), "image": name, "true": "spiral", "predicted": "elliptical",
+         "p_elliptical": 0.9, "p_spiral": 0.1, "confidence": 0.9}
+        for i, name in enumerate(["../../../../../../etc/passwd", "/etc/shadow", "passwd"])]
+    path.write_text(json.dumps(report))
+    page.goto(f"{server['url']}/failures")
+    wait_for_app(page)
+    selector = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+    selector.locator("input").first.click()
+    page.get_by_role("option", name="Run crafted", exact=True).click()
+    page.get_by_text("Where does the model fail?").wait_for(timeout=SLOW)
+    page.get_by_text("is refused", exact=False).first.wait_for(timeout=SLOW)
+    wait_for_app(page)
+    body = page.locator('[data-testid="stMain"]').inner_text()
+    assert "root:" not in body and "Traceback" not in body
+    assert "The report's image folder /etc is refused" in body
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "failures_refused.png", tmp_path)
+
+
+def test_large_fits_upload_is_framed(server, page, tmp_path):
+    """A FITS file above the large-upload limit (2400x2400 float32, 22 MiB, synthetic) goes
+    through the one-at-a-time slot and the streamed decode and is classified like any other;
+    the loader's note says it was averaged down while read."""
+    import numpy as np
+    from astropy.io import fits
+
+    y, x = np.mgrid[0:2400, 0:2400].astype(np.float32) + 0.5
+    plane = 1000 * np.exp(-np.hypot(x - 1200, (y - 1200) / 0.7) / 80) + 10
+    plane += np.random.default_rng(0).normal(0, 2, plane.shape).astype(np.float32)
+    path = tmp_path / "synthetic_large.fits"
+    fits.writeto(path, plane.astype(np.float32))
+    page.goto(server["url"])
+    wait_for_app(page)
+    label = upload_and_wait(page, path)
+    assert re.fullmatch(r"(Spiral|Elliptical)", label.strip()), label
+    page.get_by_text("averaged over 2x2 pixel blocks", exact=False).wait_for(timeout=SLOW)
+    wait_for_app(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "classify_large_fits.png", tmp_path)

@@ -407,9 +407,26 @@ def _percentile_scale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 # --- FITS --------------------------------------------------------------------------------------
 
+FITS_STREAM_BYTES = 20 * 2**20
+"""FITS image data larger than this is never converted whole: it is read in blocks of rows
+straight from the file's bytes (no copy of them is made), only the planes that are shown, and
+block-averaged down to :data:`FITS_MAX_SIDE` while it is stretched. Converted whole, a 150 MB
+float32 frame needed about 2 GB of float64 temporaries."""
+FITS_MAX_SIDE = 2048
+"""Longest side a large FITS image is decoded to (by a whole block-averaging factor): several
+times what survey matching (424 px) and the model (at most a few hundred px) ever look at."""
+FITS_SAMPLE_PIXELS = 4_000_000
+"""Pixels (an even grid) from which the stretch percentiles of a large FITS image are taken."""
+_FITS_BLOCK_BYTES = 8 * 2**20
+"""About this many float64 bytes per block of rows while a large FITS image is streamed."""
+
 
 def _decode_fits(data: bytes) -> LoadedImage:
-    """First HDU with 2-D or 3-D image data -> RGB, via astropy, with an asinh stretch."""
+    """First HDU with 2-D or 3-D image data -> RGB, via astropy, with an asinh stretch.
+
+    The HDUs are read lazily from the bytes; image data bigger than :data:`FITS_STREAM_BYTES`
+    goes through :func:`_fits_hdu_to_rgb_streamed` (blocks of rows, downsampled), smaller data
+    through :func:`_fits_hdu_to_rgb` (whole, full resolution)."""
     from astropy.io import fits  # only FITS users pay for the import
 
     try:
@@ -420,8 +437,12 @@ def _decode_fits(data: bytes) -> LoadedImage:
         try:
             for index, hdu in enumerate(hdul):
                 shape = _fits_image_shape(hdu)
-                if shape is not None:
-                    return _fits_hdu_to_rgb(hdu, shape, index)
+                if shape is None:
+                    continue
+                if _fits_data_bytes(hdu, shape) > FITS_STREAM_BYTES:
+                    _check_fits_length(hdul, index, hdu, len(data))
+                    return _fits_hdu_to_rgb_streamed(hdu, shape, index)
+                return _fits_hdu_to_rgb(hdu, shape, index)
         except ImageLoadError:
             raise
         except Exception as exc:
@@ -454,6 +475,154 @@ def _squeeze_leading(shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(shape) > 2 and shape[0] == 1:
         shape = shape[1:]
     return shape
+
+
+def _fits_bitpix(hdu: object) -> int:
+    from astropy.io import fits
+
+    header = hdu.header  # type: ignore[attr-defined]
+    if isinstance(hdu, fits.CompImageHDU) and "ZBITPIX" in header:
+        return int(header["ZBITPIX"])
+    return int(header.get("BITPIX", 8))
+
+
+def _fits_data_bytes(hdu: object, shape: tuple[int, ...]) -> int:
+    """Size of an image HDU's data (uncompressed) from its header."""
+    return int(np.prod(shape, dtype=np.int64)) * max(abs(_fits_bitpix(hdu)) // 8, 1)
+
+
+def _check_fits_length(hdul: object, index: int, hdu: object, total: int) -> None:
+    """Refuse a plain image HDU whose data runs past the end of the file, before reading it."""
+    from astropy.io import fits
+
+    if isinstance(hdu, fits.CompImageHDU):
+        return  # its size on disk is the compressed table's; astropy checks that itself
+    header = hdu.header  # type: ignore[attr-defined]
+    naxis = int(header.get("NAXIS", 0))
+    full = int(np.prod([int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)],
+                       dtype=np.int64))
+    start = int(hdul.fileinfo(index)["datLoc"])  # type: ignore[attr-defined]
+    if start + full * (abs(_fits_bitpix(hdu)) // 8) > total:
+        raise ImageLoadError("the FITS file is truncated (less data than its header says)")
+
+
+def _fits_hdu_to_rgb_streamed(hdu: object, shape: tuple[int, ...], index: int) -> LoadedImage:
+    """:func:`_fits_hdu_to_rgb` for large data, in bounded memory.
+
+    Only the planes shown are read (one, or three for R, G, B), in blocks of rows that are views
+    of the file's bytes (``hdu.section``; scaled integers are scaled block by block). The stretch
+    percentiles come from an even grid of at most :data:`FITS_SAMPLE_PIXELS` pixels; each block
+    is then stretched at full resolution and block-averaged by a whole factor down to at most
+    :data:`FITS_MAX_SIDE` px, so the picture equals the full-resolution one shrunk by an
+    area-averaging filter, within rounding."""
+    height, width = shape[-2], shape[-1]
+    planes = shape[0] if len(shape) == 3 else 1
+    _check_size(width, height)
+    if width * height * planes > 3 * MAX_PIXELS:
+        raise ImageLoadError(f"FITS cube too large ({planes}x{height}x{width})")
+    header = hdu.header  # type: ignore[attr-defined]
+    from astropy.io import fits
+
+    prefix_key = "ZNAXIS" if isinstance(hdu, fits.CompImageHDU) and "ZNAXIS" in header \
+        else "NAXIS"
+    lead = (0,) * (int(header.get(prefix_key, 0)) - len(shape))  # degenerate leading axes
+    section = hdu.section  # type: ignore[attr-defined]
+    used = [0, 1, 2] if planes == 3 else [0]
+
+    def rows(plane: int, start: int, stop: int) -> np.ndarray:
+        key = lead + ((plane,) if len(shape) == 3 else ()) + (slice(start, stop), slice(None))
+        block = np.asarray(section[key])
+        if block.shape != (stop - start, width):
+            raise ImageLoadError("the FITS file is truncated (less data than its header says)")
+        return block
+
+    factor = max(1, -(-max(height, width) // FITS_MAX_SIDE))
+    per_block = max(factor, _FITS_BLOCK_BYTES // (8 * width) // factor * factor)
+    step = max(1, int(np.sqrt(height * width / FITS_SAMPLE_PIXELS)))
+    dtype = "?"
+    limits = []
+    for plane in used:
+        sample = np.empty((-(-height // step), -(-width // step)), dtype=np.float32)
+        for start in range(0, height, per_block):
+            block = rows(plane, start, min(start + per_block, height))
+            dtype = block.dtype.name
+            first = (-start) % step
+            sample[(start + first) // step:][:len(range(first, len(block), step))] = \
+                block[first::step, ::step]
+        limits.append(_percentile_limits(sample))
+        del sample
+    out_h, out_w = -(-height // factor), -(-width // factor)
+    bad = 0
+    bands = []
+    for plane, (lo, hi) in zip(used, limits):
+        band = np.empty((out_h, out_w), dtype=np.float64)
+        for start in range(0, height, per_block):
+            stop = min(start + per_block, height)
+            values = rows(plane, start, stop).astype(np.float64)
+            finite = np.isfinite(values)
+            bad += int(values.size - np.count_nonzero(finite))
+            band[start // factor:-(-stop // factor)] = _block_mean(
+                _asinh_values(values, finite, lo, hi) * 255, factor)
+            del values, finite
+        bands.append(np.clip(np.round(band), 0, 255).astype(np.uint8))
+        del band
+    notes = [] if index == 0 else [f"image taken from FITS extension {index}"]
+    if planes == 1:
+        notes.append("single FITS band shown as gray")
+    elif planes == 3:
+        notes.append("3 FITS planes used as R, G, B")
+    else:
+        notes.append(f"FITS cube with {planes} planes: using the first, as gray")
+    if bad:
+        notes.append(f"{bad} NaN/infinite pixels set to 0")
+    if len(bands) == 1:
+        bands *= 3
+    rgb = np.flipud(np.stack(bands, axis=-1))  # FITS row 0 is the bottom of the picture
+    notes.append(f"FITS asinh stretch (a={ASINH_A}, "
+                 f"percentiles {PERCENTILE_LOW}-{PERCENTILE_HIGH}"
+                 + (f" of a {step}-pixel grid" if step > 1 else "") + ")")
+    if factor > 1:
+        notes.append(f"large FITS image averaged over {factor}x{factor} pixel blocks while read "
+                     f"({width}x{height} -> {out_w}x{out_h})")
+    image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    return LoadedImage(image=image, format="FITS", original_mode=f"FITS {dtype} {shape}",
+                       original_size=(width, height), notes=notes)
+
+
+def _percentile_limits(sample: np.ndarray) -> tuple[float, float]:
+    """The clip points :func:`_percentile_scale` would use, from a sample it may reorder."""
+    finite = np.isfinite(sample)
+    values = sample.ravel() if finite.all() else sample[finite]
+    del finite
+    if not values.size:
+        raise ImageLoadError("the image has no finite pixel values")
+    lo, hi = np.percentile(values, [PERCENTILE_LOW, PERCENTILE_HIGH], overwrite_input=True)
+    if not hi > lo:
+        lo, hi = values.min(), values.max()
+    return float(lo), float(hi)
+
+
+def _asinh_values(values: np.ndarray, finite: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """:func:`_asinh_stretch` before rounding: 0..1 floats, non-finite pixels 0."""
+    from astropy.visualization import AsinhStretch
+
+    scaled = np.zeros(values.shape, dtype=np.float64)
+    if hi > lo:
+        scaled[finite] = np.clip((values[finite] - lo) / (hi - lo), 0.0, 1.0)
+    return np.nan_to_num(AsinhStretch(a=ASINH_A)(scaled, clip=True), nan=0.0)
+
+
+def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks; blocks cut by the edge average what they hold."""
+    if factor == 1:
+        return values
+    height, width = values.shape
+    padded = np.pad(values, ((0, -height % factor), (0, -width % factor)))
+    sums = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor,
+                          factor).sum(axis=(1, 3))
+    row_counts = np.minimum(factor, height - np.arange(0, height, factor))
+    col_counts = np.minimum(factor, width - np.arange(0, width, factor))
+    return sums / np.outer(row_counts, col_counts)
 
 
 def _fits_hdu_to_rgb(hdu: object, shape: tuple[int, ...], index: int) -> LoadedImage:
