@@ -90,6 +90,21 @@ def test_run_network_features_come_from_the_same_pass(network) -> None:
     assert run_network(network, images, CFG.mean, CFG.std, tta=False).features is None
 
 
+@pytest.mark.parametrize("views", [1, 4, 8])
+def test_views_average_the_first_n_dihedral_views(network, views) -> None:
+    images = _images(3)
+    out = run_network(network, images, CFG.mean, CFG.std, tta=True, views=views, features=True)
+    x = to_tensor(images, CFG.mean, CFG.std, channels_last=False)
+    with torch.inference_mode():
+        expected = torch.stack([network(v.contiguous())
+                                for v in dihedral_views(x, views)]).mean(0)
+        np.testing.assert_allclose(out.logits, expected.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out.features, _penultimate(network, x).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        run_network(network, images, CFG.mean, CFG.std, views=3)
+
+
 def test_run_network_on_no_images(network) -> None:
     empty = np.zeros((0, 32, 32, 3), np.uint8)
     out = run_network(network, empty, CFG.mean, CFG.std, features=True)
