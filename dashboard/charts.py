@@ -9,6 +9,7 @@ report's PNGs are drawn from them in ``galaxy_core.evaluate.report``. The figure
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -25,6 +26,13 @@ CELL_COLOURS = [[0.0, "#151c33"], [1.0, "#3d63c9"]]
 readable."""
 PROBABILITY_TOP = 1.02
 """Upper end of a probability axis: a little above 1, so markers at 1 are not cut by the frame."""
+MARGIN = dict(t=10, l=10, r=10, b=10)
+"""Plot margins: plotly's default leaves 100 px above every chart for a title the pages draw as
+a heading instead (the blank band above the charts)."""
+BIN_BARS = "rgba(160, 170, 200, 0.55)"
+MIN_SPAN = 0.02
+"""Smallest y span of a splits panel: identical values (a std of 0) otherwise get plotly's
+autorange of about ±0.5 around them, an accuracy axis from 0.4 to 1.4."""
 
 _FIELD = re.compile(r"\{(x|y|extra|text)(:[^}]*)?\}")
 
@@ -88,7 +96,8 @@ def line_figure(chart: LineChart, legend_inside: bool = False) -> go.Figure:
     fig.update_layout(xaxis_title=chart.x.label, yaxis_title=chart.y.label,
                       xaxis_range=_axis_range(chart.x, False),
                       yaxis_range=_axis_range(chart.y, True),
-                      xaxis_tickformat=chart.x.tick_format, yaxis_tickformat=chart.y.tick_format)
+                      xaxis_tickformat=chart.x.tick_format, yaxis_tickformat=chart.y.tick_format,
+                      margin=MARGIN)
     if legend_inside:
         vertical, _, horizontal = chart.legend.partition(" ")
         fig.update_layout(legend=dict(
@@ -104,7 +113,35 @@ def confusion_matrix_figure(report: dict[str, Any], normalise: bool = False) -> 
 
 
 def reliability_figure(report: dict[str, Any]) -> go.Figure:
-    return line_figure(reliability_chart(report))
+    """The reliability diagram (before and after temperature scaling) and, under it on the
+    same confidence axis, how many galaxies each bin holds after scaling: a point far off the
+    diagonal matters only if its bin holds many galaxies."""
+    chart = reliability_chart(report)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26],
+                        vertical_spacing=0.05)
+    for series in chart.series:
+        fig.add_trace(_trace(series), row=1, col=1)
+    bins = report["calibrated"]["reliability"]
+    edges, counts = bins.get("edges") or [], bins.get("count") or []
+    if len(edges) == len(counts) + 1:
+        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+        widths = [0.9 * (b - a) for a, b in zip(edges, edges[1:])]
+        fig.add_trace(go.Bar(
+            x=centres, y=counts, width=widths, name="Galaxies per bin (after)",
+            marker_color=BIN_BARS, text=[str(c) if c else "" for c in counts],
+            textposition="outside", cliponaxis=False, showlegend=False,
+            customdata=[[a, b] for a, b in zip(edges, edges[1:])],
+            hovertemplate="confidence %{customdata[0]:.2f}-%{customdata[1]:.2f}<br>"
+                          "%{y} galaxies<extra></extra>"), row=2, col=1)
+        top = max(counts, default=0)
+        fig.update_yaxes(range=[0, top * 1.35 if top else 1], row=2, col=1)
+    fig.update_yaxes(title_text=chart.y.label, range=_axis_range(chart.y, True), row=1, col=1)
+    fig.update_yaxes(title_text="Galaxies", row=2, col=1)
+    fig.update_xaxes(range=_axis_range(chart.x, False), row=1, col=1)
+    fig.update_xaxes(title_text=chart.x.label, range=_axis_range(chart.x, False), row=2, col=1)
+    fig.update_layout(margin=MARGIN, height=480,
+                      legend=dict(x=0.01, xanchor="left", y=0.99, yanchor="top"))
+    return fig
 
 
 def roc_figure(report: dict[str, Any]) -> go.Figure:
@@ -135,6 +172,7 @@ def training_curves_figure(rows: list[dict[str, Any]]) -> go.Figure:
             fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
                                      mode="lines+markers", name=name), row=1, col=col)
     fig.update_xaxes(title_text="Epoch")
+    fig.update_layout(margin=dict(MARGIN, t=30))
     return fig
 
 
@@ -150,13 +188,38 @@ def probability_figure(probs: dict[str, float]) -> go.Figure:
     return fig
 
 
+def panel_range(values: list[float], mean: float, std: float,
+                bounded: bool = True) -> tuple[list[float], str]:
+    """The y range of one splits panel and a tick format that gives distinct ticks on it.
+
+    The range covers every split's value and mean ± std with a margin, at least
+    :data:`MIN_SPAN` wide, and stays inside [0, 1] for a score (``bounded``). The decimals follow
+    the span: a panel spanning 0.0014 (ROC AUC over three splits) at three decimals would label
+    its ticks 0.957, 0.957, 0.958."""
+    points = [float(v) for v in values] + [mean - std, mean + std]
+    low, high = min(points), max(points)
+    pad = max((high - low) * 0.25, MIN_SPAN / 2 - (high - low) / 2, 1e-9)
+    low, high = low - pad, high + pad
+    if bounded:
+        if low < 0:
+            low, high = 0.0, min(1.0, high - low)
+        if high > 1:
+            low, high = max(0.0, low - (high - 1)), 1.0
+    # plotly's tick step is 1, 2 or 5 times a power of ten and, with nticks=6, at least a sixth
+    # of the span: as many decimals as that power needs keep every tick label distinct.
+    decimals = max(1, min(6, math.ceil(-math.log10((high - low) / 6))))
+    return [low, high], f".{decimals}f"
+
+
 def splits_figure(aggregate: dict[str, dict[str, Any]]) -> go.Figure:
     """Each split's value as a dot and the mean ± std beside it, one panel per metric (from
     ``metrics.aggregate``). Panels get their own zoomed axis: on a shared 0-1 axis a spread of a
-    point is invisible, and the spread is what this chart is for."""
+    point is invisible, and the spread is what this chart is for. Every metric here (accuracy,
+    balanced accuracy, macro-F1, ROC AUC, ECE) lies in [0, 1]; the axis never leaves it."""
     names = list(aggregate)
     fig = make_subplots(rows=1, cols=max(len(names), 1),
-                        subplot_titles=[n.replace("_", " ") for n in names])
+                        subplot_titles=[n.replace("_", " ") for n in names],
+                        horizontal_spacing=0.08)
     for col, name in enumerate(names, start=1):
         block = aggregate[name]
         values = list(block.get("values", []))
@@ -172,8 +235,9 @@ def splits_figure(aggregate: dict[str, dict[str, Any]]) -> go.Figure:
             error_y=dict(type="data", array=[block["std"]], visible=True, color=colour),
             hovertemplate=f"{block['mean']:.4f} ± {block['std']:.4f}<extra></extra>"),
             row=1, col=col)
-        fig.update_yaxes(tickformat=".3f", row=1, col=col)
-    fig.update_layout(height=340, margin=dict(t=40, l=10, r=10, b=10))
+        y_range, tick_format = panel_range(values, float(block["mean"]), float(block["std"]))
+        fig.update_yaxes(range=y_range, tickformat=tick_format, nticks=6, row=1, col=col)
+    fig.update_layout(height=340, margin=dict(MARGIN, t=40))
     return fig
 
 
@@ -192,5 +256,5 @@ def funnel_figure(summary: dict[str, Any]) -> go.Figure:
         stages.append(f"Kept: {detail}")
         values.append(int(sum(int(c) for c in kept.values())))
     fig = go.Figure(go.Funnel(y=stages, x=values, textinfo="value+percent initial"))
-    fig.update_layout(margin=dict(t=10, l=10, r=10, b=10))
+    fig.update_layout(margin=MARGIN)
     return fig

@@ -161,7 +161,10 @@ def set_data_hint() -> str:
 
 
 def examples() -> list[tuple[str, Path, str]]:
-    """Example galaxies shipped beside the repo: (display name, path, known label or '')."""
+    """Example galaxies shipped beside the repo: (display name, path, known label or ''). The
+    display name never carries the label (seed examples are numbered, as some of their file names
+    say the class): the page shows the label after the prediction, so the picker does not give
+    the answer away."""
     out: list[tuple[str, Path, str]] = []
     seed = default_data_root() / "seed_examples"
     if seed.is_dir():
@@ -171,11 +174,10 @@ def examples() -> list[tuple[str, Path, str]]:
             for line in table.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
                 name, _, label = line.partition(",")
                 labels[name.strip()] = label.strip()
-        for path in sorted(seed.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                label = labels.get(path.name, "")
-                shown = f"{path.name} (labelled {label})" if label else path.name
-                out.append((shown, path, label))
+        seeds = [p for p in sorted(seed.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for number, path in enumerate(seeds, start=1):
+            # Numbered, not named: some file names say the class ("spiral_to_test.jpg").
+            out.append((f"Seed example {number}", path, labels.get(path.name, "")))
     gz2 = default_data_root() / "gz2_unlabelled"
     if gz2.is_dir():
         for path in sorted(gz2.iterdir()):

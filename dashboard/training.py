@@ -277,3 +277,64 @@ def log_tail(run_dir: Path, lines: int = 15) -> str:
         return ""
     rows = [part.split("\r")[-1] for part in text.split("\n")]
     return "\n".join([r for r in rows if r.strip()][-lines:])
+
+
+# --- progress between two status writes ---------------------------------------------------------
+STATUS_EVERY = 10
+"""The training loop writes its step to status.json every 10 steps (galaxy_core/train/loop.py):
+at 2 s a step on a CPU the page would sit at "step 1 of 96" for 20 s."""
+
+
+def clock(seconds: float) -> str:
+    """Elapsed time as m:ss (h:mm:ss from an hour)."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours
+            else f"{rest // 60}:{rest % 60:02d}")
+
+
+def seconds_per_step(status: dict[str, Any], rows: list[dict[str, Any]],
+                     seen: list[tuple[int, float]]) -> float | None:
+    """How long one step takes: from the finished epochs' times (``rows``, the run's log), else
+    from two status writes seen by the caller: ``seen`` keeps the last two (step, time written)
+    pairs and is updated here."""
+    total, epochs = status.get("total_steps"), status.get("epochs")
+    if rows and total and epochs:
+        per_epoch = [float(r["seconds"]) for r in rows if r.get("seconds")]
+        if per_epoch:
+            return sum(per_epoch) / len(per_epoch) / (float(total) / float(epochs))
+    step, written = status.get("step"), status.get("updated")
+    if step and written and (not seen or seen[-1][0] != int(step)):
+        seen.append((int(step), float(written)))
+        del seen[:-2]
+    if len(seen) == 2 and seen[1][0] > seen[0][0] and seen[1][1] > seen[0][1]:
+        return (seen[1][1] - seen[0][1]) / (seen[1][0] - seen[0][0])
+    return None
+
+
+def live_step(info: RunInfo, rows: list[dict[str, Any]], seen: list[tuple[int, float]],
+              now: float | None = None) -> tuple[float, bool]:
+    """The step a training run is at now: the last one written, moved on by the time since
+    then at the measured speed, never past the next write, the epoch's end or the last step;
+    and whether that is such an estimate (False: the written step, for a run not training)."""
+    s = info.status
+    step, total, written = s.get("step") or 0, s.get("total_steps"), s.get("updated")
+    speed = seconds_per_step(s, rows, seen)
+    if not (info.active and info.state == "training" and step and total and written and speed):
+        return float(step), False
+    now = time.time() if now is None else now
+    per_epoch = float(total) / float(s.get("epochs") or 1)
+    epoch_end = float(s.get("epoch") or 1) * per_epoch
+    guess = min(step + max(0.0, now - float(written)) / speed, step + STATUS_EVERY - 1,
+                epoch_end, float(total))
+    return max(float(step), guess), guess >= step + 1
+
+
+def stopped_note(rows: list[dict[str, Any]]) -> str:
+    """What a stopped run kept, in words: its last finished epoch, or that none had finished
+    (a stop during the first epoch keeps nothing, whatever the loop's interrupt line says)."""
+    if rows:
+        return (f"Epoch {rows[-1]['epoch']} is the last finished one and is kept: Resume "
+                "continues after it.")
+    return ("No epoch had finished, so nothing was kept: Resume starts the training again "
+            "from the beginning.")

@@ -176,8 +176,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         if result.state == "interrupted":
-            print(f"interrupted; the last finished epoch is saved. Continue with: galaxy train "
-                  f"--data {args.data} --out {args.out} --resume", file=sys.stderr)
+            if result.history:
+                print(f"interrupted; epoch {result.history[-1]['epoch']} (the last finished "
+                      f"one) is saved. Continue with: galaxy train --data {args.data} --out "
+                      f"{args.out} --resume", file=sys.stderr)
+            else:
+                print("interrupted before the first epoch finished; nothing was saved. Run "
+                      "the same command again (--resume also starts from the beginning)",
+                      file=sys.stderr)
             return EXIT_INTERRUPTED
         result.model_dir = finalize_run(run_dir, result.state)
         results.append(result)

@@ -1,6 +1,12 @@
 """Classify: upload galaxy images (or pick examples) and see class, calibrated probability and
 Grad-CAM for each."""
 
+from dashboard.ui import require_app
+
+require_app()  # first: a page opened on its own reroutes through app.py before any heavy
+#                 import (torch, through dashboard.models: ~4 s on a server's first visit)
+
+import copy
 import hashlib
 from pathlib import Path
 
@@ -10,13 +16,17 @@ import streamlit as st
 from dashboard import memory, models, paths, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
-from dashboard.ui import one_line, require_app, thumbnail, upscale
+from dashboard.ui import one_line, thumbnail, upscale
+from dashboard.verdict import Verdict, csv_row, guess_line, percent_pair, verdict
 from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.report import validation_threshold
 from galaxy_core.locations import default_data_root
+from galaxy_core.model.ood import WARN_AT
+from galaxy_core.model.prior import training_prior
 from galaxy_core.predict.classify import Prediction, classify_sources
 from galaxy_core.predict.inputs import ESCAPED_NOTE
+from galaxy_core.predict.population import MIN_FOR_ESTIMATE, PriorUsed, apply_prior
 from galaxy_core.predict.survey_match import prepare_for_model
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in (*IMAGE_SUFFIXES, GZIP_SUFFIX)]
@@ -25,10 +35,17 @@ SURVEY_HELP = ("The network learned from SDSS cutouts. **auto** rescales only im
                "sky noise); **on** always does; **off** never does.")
 
 ACCEPT_AT = 0.95
+# The spiral-fraction control's choices: 50% (each image alone), the training mix, a number,
+# the batch's own estimate.
+ALONE, TRAIN, NUMBER, ESTIMATE = "alone", "train", "number", "estimate"
+ALONE_FRACTION = 0.5
 # Session keys (bare strings would be drawn on the page by Streamlit's magic, hence comments):
 FRAMED_KEY = "framed_uploads"  # file id -> uploads.FramedUpload, large uploads already decoded
 UPLOADER_KEY = "classify_uploads"  # the file uploader's value
 VIEWS_KEY = "classify_views"  # survey-matching thumbnails drawn for the current results
+PRIOR_KEY = "classify_prior"  # the spiral-fraction control's choice
+ADJUSTED_KEY = "classify_adjusted"  # (results key, prior) -> predictions moved to that prior
+UNUSUAL_ROW = "background-color: rgba(247, 118, 142, 0.22)"  # a flagged input's batch row
 
 
 @st.cache_data(show_spinner=False)
@@ -42,18 +59,35 @@ def accept_threshold(model_path: str, version: float | None) -> float | None:
         return None
 
 
-require_app()
+def prior_label(choice: str, train: float | None) -> str:
+    return {ALONE: "50%: judge each image alone",
+            TRAIN: f"{train:.0%}: the training mix" if train else "The training mix",
+            NUMBER: "Another fraction…",
+            ESTIMATE: "Estimate it from this batch"}[choice]
+
+
+def prior_used_text(used: PriorUsed, choice: str) -> str:
+    """Which spiral fraction the probabilities on screen are for, in words."""
+    if used.fraction != used.fraction:  # NaN: a model that does not record its mix
+        return "Probabilities for the training mix (this model does not record it)"
+    why = {ALONE: "each image judged alone", TRAIN: "the training mix",
+           NUMBER: "the fraction you gave", ESTIMATE: "estimated from this batch"}.get(choice, "")
+    return f"Probabilities for a population of {used.fraction:.0%} spirals ({why})"
+
+
 st.title("Classify a galaxy")
 st.caption("Upload images from any telescope (JPEG, PNG, TIFF, FITS) or try the examples. "
            "Each gets a class, a calibrated probability and a Grad-CAM map of what drove it.")
 
 choice, loaded = models.current_loaded()
+train_fraction = training_prior(loaded.meta)
 
-left, right = st.columns([2, 1])
+left, middle, right = st.columns([1.1, 1, 1.4])
 source = left.radio("Images from", ["Upload", "Examples"], horizontal=True,
                     label_visibility="collapsed")
-survey = right.segmented_control("Survey matching", ["auto", "on", "off"], default="auto",
-                                 help=SURVEY_HELP) or "auto"
+survey = middle.segmented_control("Survey matching", ["auto", "on", "off"], default="auto",
+                                  help=SURVEY_HELP) or "auto"
+prior_box = right.container()  # filled once the number of images is known
 
 
 def frame_large_uploads(files: list) -> None:
@@ -112,10 +146,29 @@ else:
         names = [e[0] for e in examples]
         picked = st.multiselect("Example galaxies", names, default=names[:1],
                                 help="Seed examples (telescope images and GZ2 cutouts) and "
-                                     "unlabelled Galaxy Zoo 2 cutouts for batch prediction.")
+                                     "unlabelled Galaxy Zoo 2 cutouts for batch prediction. "
+                                     "Known labels are shown after the prediction.")
         lookup = {e[0]: e[1] for e in examples}
-        known = {e[1].name: e[2] for e in examples if e[2]}
-        items = [(lookup[n].name, lookup[n].read_bytes()) for n in picked]
+        known = {e[0]: e[2] for e in examples if e[2]}
+        items = [(n, lookup[n].read_bytes()) for n in picked]
+
+with prior_box:
+    options = [ALONE, TRAIN, NUMBER] + ([ESTIMATE] if len(items) >= MIN_FOR_ESTIMATE else [])
+    if st.session_state.get(PRIOR_KEY) not in options:
+        st.session_state[PRIOR_KEY] = ALONE
+    prior_choice = st.selectbox(
+        "Expected spiral fraction of your images", options, key=PRIOR_KEY,
+        format_func=lambda c: prior_label(c, train_fraction),
+        help="Bayes' rule moves every probability to the share of spirals you expect among "
+             "your images. 'Estimate it from this batch' (from "
+             f"{MIN_FOR_ESTIMATE} images) fits the share to the batch itself.")
+    given = ALONE_FRACTION
+    if prior_choice == NUMBER:
+        given = st.number_input("Spiral fraction (%)", 1, 99, 50, 1, key="classify_prior_pct",
+                                help="The share of spirals you expect among these images.") / 100
+    st.caption(f"50%: the answer reflects the image alone. The training mix"
+               f"{f' ({train_fraction:.0%} spirals)' if train_fraction else ''} is an artefact "
+               "of the GZ1 subset.")
 
 if not items:
     st.info("Add one or more images to classify them.")
@@ -143,15 +196,33 @@ def classify(items: list[tuple[str, bytes]]) -> list[Prediction]:
     bar.empty()
     preds = []
     for name, _ in items:
-        copy = framed_items.get(name)
-        if copy is not None and copy.error:
-            preds.append(Prediction(source=name, error=copy.error))
+        copy_ = framed_items.get(name)
+        if copy_ is not None and copy_.error:
+            preds.append(Prediction(source=name, error=copy_.error))
             continue
         pred = next(done)
-        if copy is not None:
-            pred.notes = [n for n in pred.notes if n == ESCAPED_NOTE] + copy.notes
+        if copy_ is not None:
+            pred.notes = [n for n in pred.notes if n == ESCAPED_NOTE] + copy_.notes
         preds.append(pred)
     return preds
+
+
+def with_prior(preds: list[Prediction], wanted: str | float) -> tuple[list[Prediction], PriorUsed,
+                                                                        str]:
+    """Copies of ``preds`` moved to the spiral fraction ``wanted`` (as ``galaxy predict
+    --prior``), the prior used, and why it is not the one asked for ("" when it is)."""
+    adjusted = [copy.copy(p) for p in preds]
+    if train_fraction is None:
+        return adjusted, apply_prior(adjusted, loaded.meta, TRAIN), (
+            "" if wanted == TRAIN else "This model does not record its training mix, so its "
+            "probabilities cannot be moved to another spiral fraction; they are shown as "
+            "calibrated.")
+    try:
+        return adjusted, apply_prior(adjusted, loaded.meta, wanted), ""
+    except GalaxyError as exc:  # too few usable galaxies for an estimate
+        adjusted = [copy.copy(p) for p in preds]
+        return adjusted, apply_prior(adjusted, loaded.meta, ALONE_FRACTION), (
+            f"{one_line(exc).split('. Give')[0]}: using 50% instead.")
 
 
 key = (models.model_key(loaded), survey, tuple((n, digest(n, b)) for n, b in items))
@@ -159,9 +230,28 @@ if st.session_state.get("classify_key") != key:
     st.session_state["classify_preds"] = classify(items)
     st.session_state["classify_key"] = key
     st.session_state[VIEWS_KEY] = {}
-preds = st.session_state["classify_preds"]
+wanted = {ALONE: ALONE_FRACTION, TRAIN: TRAIN, NUMBER: given, ESTIMATE: ESTIMATE}[prior_choice]
+adjusted_key = (key, wanted)
+if st.session_state.get(ADJUSTED_KEY, (None,))[0] != adjusted_key:
+    st.session_state[ADJUSTED_KEY] = (adjusted_key,
+                                      *with_prior(st.session_state["classify_preds"], wanted))
+_, preds, prior_used, prior_problem = st.session_state[ADJUSTED_KEY]
 raw = dict(items)
 del items
+
+threshold = accept_threshold(str(loaded.path), models.report_version(Path(loaded.path), "val"))
+with prior_box:
+    if prior_problem:
+        st.warning(prior_problem, icon=":material/info:")
+    if prior_used.estimate is not None:
+        est = prior_used.estimate
+        st.metric("Estimated spiral fraction of this batch", f"{est.fraction:.0%}",
+                  f"95% interval {est.low:.0%} to {est.high:.0%}, {est.n} galaxies",
+                  delta_color="off", delta_arrow="off",
+                  help="Expectation-maximisation over the batch's probabilities (Saerens et "
+                       "al. 2002), with a bootstrap interval; inputs unlike the training "
+                       "galaxies are left out. Counting the answers would say "
+                       f"{est.classify_and_count:.0%}, biased towards the training mix.")
 
 failed = [p for p in preds if not p.ok]
 for p in failed[:10]:
@@ -170,20 +260,63 @@ if len(failed) > 10:
     st.error(f"…and {len(failed) - 10} more files could not be classified (see the CSV).")
 ok = [p for p in preds if p.ok]
 
+
+def csv_table(preds: list[Prediction]) -> pd.DataFrame:
+    """The rows of ``galaxy predict --prior ... --accept-at 0.95``, plus ``unusual``."""
+    return pd.DataFrame([csv_row(p, prior_used.fraction, threshold) for p in preds])
+
+
+def confidence(p: Prediction) -> float:
+    return max(p.p_spiral, p.p_elliptical)
+
+
+def verdict_of(p: Prediction) -> Verdict:
+    """The answer in words; ``Prediction.unusual`` (the out-of-distribution score, which
+    includes the check of the picture as given, above 1) overrides the band."""
+    return verdict(p.label, confidence(p), p.unusual)
+
+
 if len(preds) > 1:
     st.subheader(f"Batch: {len(ok)} classified, {len(failed)} failed")
-    table = pd.DataFrame([p.row() for p in preds])
+    table = csv_table(preds)
     view = table.copy()
-    for col in ("p_spiral", "p_elliptical", "ood_score"):
+    view.insert(1, "answer", [verdict_of(p).short if p.ok else "" for p in preds])
+    if known:
+        view.insert(2, "example label", [known.get(p.source, "") for p in preds])
+    for col in ("p_spiral", "ood_score", "prior"):
         view[col] = pd.to_numeric(view[col], errors="coerce")
     view["survey_matched"] = view["survey_matched"].map({1: "yes", 0: "no"}).fillna("")
-    st.dataframe(view, hide_index=True, column_config={
+    for col in ("accepted", "unusual"):
+        if col in view:
+            view[col] = view[col].map({1: "yes", 0: "no"}).fillna("")
+    order = ["path", "answer", *(["example label"] if known else []), "p_spiral",
+             *(["accepted"] if threshold is not None else []), "unusual", "ood_score", "prior",
+             "survey_matched", *[c for c in ("error", "notes") if view[c].astype(bool).any()]]
+    view = view[order]  # label and p_elliptical (in the CSV) repeat answer and p_spiral
+    flagged = view["unusual"] == "yes"
+    styled = view.style.apply(lambda row: [UNUSUAL_ROW if flagged[row.name] else ""] * len(row),
+                              axis=1)
+    st.dataframe(styled, hide_index=True, column_config={
+        "path": st.column_config.TextColumn("Image"),
+        "answer": st.column_config.TextColumn("Answer", help="Confident at p ≥ 0.9, probably "
+                                              "at 0.7-0.9, unsure below 0.7."),
         "p_spiral": st.column_config.ProgressColumn("P(spiral)", format="%.3f", min_value=0,
                                                     max_value=1),
-        "p_elliptical": st.column_config.ProgressColumn("P(elliptical)", format="%.3f",
-                                                        min_value=0, max_value=1),
+        "accepted": st.column_config.TextColumn(
+            "Accepted", help=f"Clears the threshold at which validation answers were "
+                             f"{ACCEPT_AT:.0%} accurate (p ≥ {threshold or 0:.3f}), and the "
+                             "input is not unusual."),
+        "unusual": st.column_config.TextColumn(
+            "Unusual", help="Unlike the training galaxies (highlighted): do not trust the "
+                            "label."),
         "ood_score": st.column_config.NumberColumn("OOD score", format="%.2f",
-                                                   help="Above 1: unlike the training galaxies")})
+                                                   help="Above 1: unlike the training galaxies"),
+        "prior": st.column_config.NumberColumn("Prior", format="%.2f",
+                                               help="The spiral fraction the probabilities "
+                                                    "are for."),
+        "survey_matched": st.column_config.TextColumn("Survey-matched")})
+    st.caption(prior_used_text(prior_used, prior_choice) + ". Highlighted rows look unlike the "
+               "training galaxies.")
     st.download_button("Download results (CSV)", table.to_csv(index=False).encode(),
                        file_name="galaxy_predictions.csv", mime="text/csv",
                        icon=":material/download:")
@@ -193,48 +326,61 @@ if not ok:
 names = [p.source for p in ok]
 shown = st.selectbox("Show details for", names) if len(ok) > 1 else names[0]
 pred = ok[names.index(shown)]
+sure = confidence(pred)
+answer = verdict_of(pred)
 
-st.subheader(shown)
-explain = st.segmented_control(
-    "Grad-CAM explains", list(loaded.classes), default=pred.label, key=f"explain_{shown}",
-    help="Which class the heat map explains: by default the predicted one.") or pred.label
+with st.container(key="verdict"):  # first, above the pictures: on a phone they fill a screen
+    st.markdown(answer.markdown(), anchors=False)
+    name = "`" + one_line(shown, 80).replace("`", "'") + "`"  # code: no Markdown inside
+    if pred.unusual:
+        st.caption(f"{name}: {guess_line(pred.label, sure)}")
+    else:
+        spiral, elliptical = percent_pair(pred.p_spiral)
+        st.caption(f"{name} · P(spiral) {spiral} · P(elliptical) {elliptical} · "
+                   f"{prior_used_text(prior_used, prior_choice)}.")
+    if known.get(shown):
+        agree = "agrees" if known[shown] == pred.label else "disagrees"
+        st.caption(f"The example set labels it **{known[shown]}**: the model {agree}.")
+
 cfg = loaded.config
 c1, c2, c3 = st.columns([1, 1, 1.2])
 c1.image(upscale(pred.model_input), alt="Model input",
          caption=f"As the model sees it: centre {cfg.crop_fraction:.0%} crop, resized to "
                  f"{cfg.image_size} px" + (", survey-matched" if pred.survey_matched else ""))
-with st.spinner("Computing Grad-CAM…"):
-    cam = cam_overlay(loaded, models.model_key(loaded), pred.model_input,
-                      loaded.classes.index(explain))
-c2.image(upscale(cam), alt="Grad-CAM overlay", caption=cam_caption(explain))
+with c2:
+    cam_slot = st.empty()
+    explain = st.segmented_control(
+        "Grad-CAM explains", list(loaded.classes), default=pred.label, key=f"explain_{shown}",
+        help="Which class the heat map explains: by default the predicted one.") or pred.label
+    with st.spinner("Computing Grad-CAM…"):
+        cam = cam_overlay(loaded, models.model_key(loaded), pred.model_input,
+                          loaded.classes.index(explain))
+    cam_slot.image(upscale(cam), alt="Grad-CAM overlay", caption=cam_caption(explain))
 with c3:
-    confidence = max(pred.p_spiral, pred.p_elliptical)
-    st.metric("Predicted class", pred.label.capitalize(), f"{confidence:.1%} probability",
-              delta_color="off", delta_arrow="off")
-    if known.get(shown):
-        agree = "agrees" if known[shown] == pred.label else "disagrees"
-        st.caption(f"The example set labels it **{known[shown]}**: the model {agree}.")
-    st.plotly_chart(probability_figure({"spiral": pred.p_spiral,
-                                        "elliptical": pred.p_elliptical}), key="probs")
+    if pred.unusual:
+        score = (f" (OOD score {pred.ood_score:.2f}, above {WARN_AT:g})"
+                 if pred.ood_score is not None else "")
+        st.warning(f"Unusual input{score}: it looks unlike the SDSS galaxy cutouts the network "
+                   "learned from, so its label means little; it is never accepted without a "
+                   "human look.", icon=":material/block:")
+    else:
+        st.plotly_chart(probability_figure({"spiral": pred.p_spiral,
+                                            "elliptical": pred.p_elliptical}), key="probs")
     st.caption(f"Probabilities after prior correction and temperature scaling "
                f"(T = {loaded.temperature:.2f}), averaged over 8 rotations and flips.")
-    if pred.unusual:
-        st.warning(f"Unusual input (OOD score {pred.ood_score:.2f} > 1): this image looks unlike "
-                   "the training galaxies, so treat the label with caution.")
-    else:
+    if not pred.unusual:
         if pred.ood_score is not None:
             st.caption(f"OOD score {pred.ood_score:.2f} (1 or below: like the training "
                        "galaxies).")
-        threshold = accept_threshold(str(loaded.path),
-                                     models.report_version(Path(loaded.path), "val"))
         if threshold is not None:
-            sure = pred.accepted(threshold)
-            st.caption((":material/check: Confident" if sure else ":material/help: Not confident")
+            taken = pred.accepted(threshold)
+            st.caption((":material/check: Accepted" if taken else ":material/help: Not accepted")
                        + f" at the {ACCEPT_AT:.0%} level: on validation, answers with p ≥ "
                        f"{threshold:.3f} were {ACCEPT_AT:.0%} accurate"
-                       + ("." if sure else "; this one is worth a human look."))
+                       + ("." if taken else "; this one is worth a human look."))
     for note in pred.notes:
         st.caption(f"Loader: {note}")
+
 
 def matching_views(name: str) -> tuple | str:
     """Thumbnails of the original and the survey-matched picture (drawn once per result, kept
@@ -263,7 +409,6 @@ if pred.survey_matched and shown in raw:
             b.image(matched, caption="Re-framed, blurred and given SDSS sky noise")
 
 if len(preds) == 1:
-    single = pd.DataFrame([p.row() for p in preds])
-    st.download_button("Download result (CSV)", single.to_csv(index=False).encode(),
+    st.download_button("Download result (CSV)", csv_table(preds).to_csv(index=False).encode(),
                        file_name="galaxy_prediction.csv", mime="text/csv",
                        icon=":material/download:")

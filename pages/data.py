@@ -1,11 +1,16 @@
 """Data: how the Galaxy Zoo catalogue became the training set, and what the galaxies look like."""
 
+from dashboard.ui import require_app
+
+require_app()  # first: a page opened on its own reroutes through app.py before any heavy
+#                 import (torch, through dashboard.models: ~4 s on a server's first visit)
+
 import numpy as np
 import streamlit as st
 
 from dashboard import paths
 from dashboard.charts import funnel_figure
-from dashboard.ui import one_line, require_app
+from dashboard.ui import one_line
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
@@ -13,7 +18,6 @@ from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError
 from galaxy_core.locations import default_data_root, prepared_dir
 
-require_app()
 st.title("The data")
 folder = prepared_dir()
 

@@ -1,17 +1,35 @@
 """Evaluate: the selected model's stored evaluation report, drawn interactively."""
 
+from dashboard.ui import require_app
+
+require_app()  # first: a page opened on its own reroutes through app.py before any heavy
+#                 import (torch, through dashboard.models: ~4 s on a server's first visit)
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import models, paths
+from dashboard import explain, models, paths
 from dashboard.charts import (confusion_matrix_figure, coverage_figure, reliability_figure,
                               roc_figure, splits_figure, training_curves_figure)
-from dashboard.ui import require_app
 from galaxy_core.evaluate.report import selective_block
 from galaxy_core.locations import prepared_dir
 from galaxy_core.release.model_card import describe_recipe
 
-require_app()
+HELP = {
+    "accuracy": "The share of galaxies given the right class.",
+    "balanced": "Mean recall over the classes: not flattered by the many ellipticals.",
+    "macro_f1": "F1 (the balance of precision and recall) computed per class, then averaged, "
+                "so the rarer spirals count as much as the ellipticals.",
+    "roc_auc": "Area under the ROC curve: the chance that a random spiral gets a higher "
+               "P(spiral) than a random elliptical (0.5: guessing, 1: perfect ranking).",
+    "ece": "Expected calibration error: the average gap between the confidence the model "
+           "states and how often it is right at that confidence (0: it means what it says).",
+    "temperature": "Temperature scaling divides the network's scores by one number T, fitted "
+                   "on the validation set, so that its stated confidence matches its accuracy; "
+                   "it never changes which class wins.",
+}
+CELL_OPENED_KEY = "evaluate_cell_opened"  # the cell-table selection whose dialog was opened
+
 
 st.title("How good is the model?")
 choice = models.current()
@@ -38,14 +56,13 @@ st.caption(f"{report['n']} galaxies of the {part} set"
            + ". Numbers use the calibrated probabilities the Classify page shows.")
 
 cols = st.columns(5)
-cols[0].metric("Accuracy", f"{m['accuracy']:.1%}")
-cols[1].metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}",
-               help="Mean recall over the classes: not flattered by the many ellipticals.")
-cols[2].metric("Macro-F1", f"{m['macro_f1']:.3f}")
-cols[3].metric("ROC AUC", "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}")
+cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", help=HELP["accuracy"])
+cols[1].metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}", help=HELP["balanced"])
+cols[2].metric("Macro-F1", f"{m['macro_f1']:.3f}", help=HELP["macro_f1"])
+cols[3].metric("ROC AUC", "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}",
+               help=HELP["roc_auc"])
 cols[4].metric("ECE", f"{cal['ece']:.3f}", f"{cal['ece'] - unc['ece']:+.3f} vs uncalibrated",
-               delta_color="inverse",
-               help="Expected calibration error: the average gap between confidence and accuracy.")
+               delta_color="inverse", help=HELP["ece"])
 
 left, right = st.columns(2)
 with left:
@@ -56,23 +73,56 @@ with left:
 with right:
     st.subheader("Per class")
     per_class = pd.DataFrame(m["per_class"]).T.reset_index(names="class")
-    bar = {"min_value": 0.0, "max_value": 1.0, "format": "%.3f", "width": "small"}
-    st.dataframe(per_class, hide_index=True, column_config={
-        "precision": st.column_config.ProgressColumn("Precision", **bar,
-                                                     help="Of the galaxies given this class, "
-                                                          "the fraction that are it."),
-        "recall": st.column_config.ProgressColumn("Recall", **bar,
-                                                  help="Of the galaxies of this class, the "
-                                                       "fraction found."),
-        "f1": st.column_config.ProgressColumn("F1", **bar),
+    number = {"format": "%.3f", "width": "small"}  # plain numbers: five columns fit a half page
+    st.dataframe(per_class, hide_index=True, width="stretch", column_config={
+        "class": st.column_config.TextColumn("Class"),
+        "precision": st.column_config.NumberColumn("Precision", **number,
+                                                   help="Of the galaxies given this class, the "
+                                                        "fraction that are it."),
+        "recall": st.column_config.NumberColumn("Recall", **number,
+                                                help="Of the galaxies of this class, the "
+                                                     "fraction found."),
+        "f1": st.column_config.NumberColumn("F1", **number, help="The harmonic mean of "
+                                            "precision and recall."),
         "support": st.column_config.NumberColumn("Galaxies", format="%d", width="small")})
     with st.expander("List the galaxies in one cell of the matrix"):
         a, b = st.columns(2)
         true = a.selectbox("Labelled", classes)
         guess = b.selectbox("Predicted", classes, index=min(1, len(classes) - 1))
-        rows = [r for r in report.get("predictions", [])
+        positive = f"p_{classes[1]}"
+        cell = [r for r in report.get("predictions", [])
                 if r["true"] == true and r["predicted"] == guess]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, height=240)
+        cell.sort(key=lambda r: -abs(float(r[positive]) - 0.5))
+        cell_table = pd.DataFrame(
+            [{"objid": r["objid"], positive: float(r[positive])} for r in cell],
+            columns=["objid", positive])
+        cell_key = f"evaluate_cell_{true}_{guess}"
+        event = st.dataframe(
+            cell_table, hide_index=True, height=240, width="stretch", on_select="rerun",
+            selection_mode="single-row", key=cell_key, column_config={
+                "objid": st.column_config.TextColumn("SDSS objid"),
+                positive: st.column_config.ProgressColumn(f"P({classes[1]})", format="%.3f",
+                                                          min_value=0, max_value=1)})
+        st.caption(f"{len(cell)} galaxies, most confident first: select a row to open the "
+                   "galaxy (full cutout, Grad-CAM, Galaxy Zoo subclass, SkyServer page).")
+        picked = tuple(event.selection.rows) if event is not None else ()
+        if not picked:
+            st.session_state.pop(CELL_OPENED_KEY, None)
+        elif st.session_state.get(CELL_OPENED_KEY) != (cell_key, picked) \
+                and picked[0] < len(cell):
+            st.session_state[CELL_OPENED_KEY] = (cell_key, picked)
+            row = cell[picked[0]]
+            p = float(row[positive])
+            row = {**row, f"p_{classes[0]}": 1 - p, "confidence": max(p, 1 - p)}
+
+            @st.dialog("Galaxy details", width="large")
+            def details(row: dict) -> None:
+                loaded = models.load(choice)
+                if loaded is not None:
+                    explain.show_galaxy(loaded, models.model_key(loaded), row, classes,
+                                        paths.report_images(report).folder)
+
+            details(row)
         st.page_link("pages/failures.py", label="See failures with their Grad-CAM",
                      icon=":material/report:")
 
@@ -82,11 +132,13 @@ with left:
     st.plotly_chart(reliability_figure(report), key="reliability")
     st.caption(f"When the model says 80 %, is it right 80 % of the time? Temperature scaling "
                f"(T = {report['temperature']:.2f}, fitted on the validation set) moves the "
-               "curve towards the diagonal.")
+               "curve towards the diagonal. The bars count the galaxies in each confidence "
+               "bin after scaling.", help=HELP["temperature"])
 with right:
     st.subheader("ROC curve")
     st.plotly_chart(roc_figure(report), key="roc")
-    st.caption(f"'{classes[1]}' as the positive class; hover for the probability threshold.")
+    st.caption(f"'{classes[1]}' as the positive class; hover for the probability threshold.",
+               help=HELP["roc_auc"])
 
 selective = selective_block(report)
 if selective:
@@ -110,7 +162,10 @@ if spread:
     n = max(len(v.get("values", [])) for v in spread.values())
     how = (describe_recipe(meta["splits_recipe"]).rstrip(":") if meta.get("splits_recipe")
            else f"Mean ± standard deviation over {n} independent train/val/test splits")
-    st.caption(f"{how}. It shows how much of a difference between models is luck of the split.")
+    st.caption(f"{how}. It shows how much of a difference between models is luck of the split.",
+               help=" ".join(f"**{name}**: {HELP[key]}" for name, key in (
+                   ("accuracy", "accuracy"), ("balanced accuracy", "balanced"),
+                   ("macro F1", "macro_f1"), ("roc auc", "roc_auc"), ("ece", "ece"))))
 
 history = (meta.get("training") or {}).get("history") or []
 with st.expander("How this model was trained", expanded=False):

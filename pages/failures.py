@@ -1,24 +1,37 @@
-"""Failures: where the model goes wrong, each galaxy beside its Grad-CAM."""
+"""Failures: where the model goes wrong, each galaxy beside its Grad-CAM.
+
+The cards are drawn first (galaxy images only take a file read each); the Grad-CAM maps missing
+from the disk cache (``dashboard.explain``) are then computed in one pass and drawn into them."""
+
+from dashboard.ui import require_app
+
+require_app()  # first: a page opened on its own reroutes through app.py before any heavy
+#                 import (torch, through dashboard.models: ~4 s on a server's first visit)
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import models, paths
-from dashboard.charts import probability_figure
-from dashboard.explain import cam_caption, cam_overlay, catalogue_input
-from dashboard.ui import one_line, require_app, upscale
+from dashboard import explain, models, paths
+from dashboard.ui import one_line, upscale
 from galaxy_core.errors import GalaxyError
+from galaxy_core.explain.gradcam import overlay
 from galaxy_core.model.store import report_dir
 
 SETS = {"failures": "Most confident failures", "uncertain": "Least confident successes",
-        "wrong": "All misclassified"}
+        "wrong": "All misclassified", "cell": "One cell of the matrix"}
+SORTS = {"confidence_high": "Confidence, highest first",
+         "confidence_low": "Confidence, lowest first",
+         "p_spiral": "P(spiral), highest first", "subclass": "Galaxy Zoo subclass"}
+VIEWS = {"cards": "Cards", "table": "Table"}
+OPENED_KEY = "failures_opened"  # the table selection whose dialog was opened already
+CARD_SIZE = 192
 
-require_app()
 st.title("Where does the model fail?")
 st.caption("Galaxies of the held-out test set the model got wrong with high confidence, and "
            "ones it got right but only just, each beside the Grad-CAM of its predicted class.")
 choice, loaded = models.current_loaded()
+model_key = models.model_key(loaded)
 report = models.report(choice, "test")
 if report is None:
     st.warning(f"{paths.show(choice.path)} has no test report "
@@ -27,10 +40,13 @@ if report is None:
     st.stop()
 classes = report["classes"]
 positive = f"p_{classes[1]}"
+leaf = explain.subclasses()
 
 
 def with_confidence(row: dict) -> dict:
-    """Rows of report['predictions'] carry only P(positive); add both probabilities."""
+    """Rows of report['predictions'] carry only P(positive); add both probabilities, the
+    confidence and the Galaxy Zoo subclass."""
+    row = {**row, "subclass": leaf.get(str(row.get("objid")), "")}
     if "confidence" in row:
         return row
     p = float(row[positive])
@@ -38,24 +54,44 @@ def with_confidence(row: dict) -> dict:
     return {**row, **probs, "confidence": probs[f"p_{row['predicted']}"]}
 
 
-which = st.segmented_control("Show", list(SETS), default="failures",
-                             format_func=SETS.get) or "failures"
-f2, f3, f4 = st.columns([1.2, 1.2, 0.6])
-true_classes = f2.multiselect("Labelled as", classes, default=classes)
+which = st.segmented_control("Show", list(SETS), default="failures", format_func=SETS.get,
+                             key="failures_set") or "failures"
+if which == "cell":
+    a, b, _ = st.columns([1, 1, 2])
+    cell_true = a.selectbox("Labelled", classes, key="failures_cell_true",
+                            help="The row of the confusion matrix (Galaxy Zoo's label).")
+    cell_guess = b.selectbox("Predicted", classes, index=min(1, len(classes) - 1),
+                             key="failures_cell_guess",
+                             help="The column of the confusion matrix (the model's answer).")
+f2, f3, f4, f5, f6 = st.columns([1.2, 1.1, 1.1, 0.6, 1.0])
+true_classes = f2.multiselect("Labelled as", classes, default=classes,
+                              disabled=which == "cell")
 low, high = f3.slider("Model confidence", 0.5, 1.0, (0.5, 1.0), 0.01,
                       help="The calibrated probability of the class the model chose.")
-limit = f4.number_input("Show at most", 3, 48, 12, 3)
+order = f4.selectbox("Sort by", list(SORTS), format_func=SORTS.get, key="failures_sort")
+limit = f5.number_input("Show at most", 3, 48, 12, 3, help="Cards drawn (the table lists all).")
+view = f6.segmented_control("View", list(VIEWS), default="cards", format_func=VIEWS.get,
+                            key="failures_view") or "cards"
 
 if which == "failures":
     rows = report.get("confident_failures", [])
 elif which == "uncertain":
     rows = report.get("uncertain_successes", [])
+elif which == "wrong":
+    rows = [r for r in report.get("predictions", []) if r["true"] != r["predicted"]]
 else:
-    rows = sorted((with_confidence(r) for r in report.get("predictions", [])
-                   if r["true"] != r["predicted"]), key=lambda r: -r["confidence"])
+    rows = [r for r in report.get("predictions", [])
+            if r["true"] == cell_true and r["predicted"] == cell_guess]
 rows = [with_confidence(r) for r in rows]
-rows = [r for r in rows if r["true"] in true_classes and low <= r["confidence"] <= high]
-st.caption(f"{len(rows)} galaxies match; showing {min(len(rows), int(limit))}.")
+rows = [r for r in rows if (which == "cell" or r["true"] in true_classes)
+        and low <= r["confidence"] <= high]
+sorters = {"confidence_high": lambda r: -r["confidence"],
+           "confidence_low": lambda r: r["confidence"],
+           "p_spiral": lambda r: -float(r.get("p_spiral", 0.0)),
+           "subclass": lambda r: (r["subclass"] or "~", -r["confidence"])}
+rows.sort(key=sorters[order])
+st.caption(f"{len(rows)} galaxies match" + (f"; showing {min(len(rows), int(limit))}."
+                                            if view == "cards" else "."))
 
 images = paths.report_images(report)
 if images.refused:
@@ -74,58 +110,97 @@ def galaxy_input(row: dict) -> np.ndarray:
     """The model input of a report row's galaxy; GalaxyError for a name pointing outside the
     image folder (nothing is read then) or a file that cannot be read."""
     path = paths.report_image(image_dir, row.get("image"))
-    return catalogue_input(loaded, models.model_key(loaded), str(path))
+    return explain.catalogue_input(loaded, model_key, str(path))
 
 
-def side_by_side(image, cam, size: int = 192):
-    """The galaxy and its Grad-CAM as one picture, so a card shows them next to each other."""
+def side_by_side(image: np.ndarray, cam: np.ndarray | None, size: int = CARD_SIZE) -> np.ndarray:
+    """The galaxy and its Grad-CAM as one picture, so a card shows them next to each other; a
+    dark tile stands in for a map not computed yet."""
     gap = np.full((size, 6, 3), 14, dtype=np.uint8)
-    return np.hstack([np.asarray(upscale(image, size)), gap, np.asarray(upscale(cam, size))])
+    right = (np.asarray(upscale(cam, size)) if cam is not None
+             else np.full((size, size, 3), 30, dtype=np.uint8))
+    return np.hstack([np.asarray(upscale(image, size)), gap, right])
 
 
 @st.dialog("Galaxy details", width="large")
 def details(row: dict) -> None:
-    a, b = st.columns(2)
-    try:
-        arr = galaxy_input(row)
-        a.image(upscale(arr), caption="As the model sees it")
-        b.image(upscale(cam_overlay(loaded, models.model_key(loaded), arr,
-                                    classes.index(row["predicted"]))),
-                caption=cam_caption(row["predicted"]))
-    except GalaxyError as exc:
-        st.error(one_line(exc))
-    file_name = one_line(row.get("image"), 120).replace("`", "'")
-    st.markdown(f"**SDSS objid** `{row['objid']}`  \n**Galaxy Zoo label** {row['true']}  \n"
-                f"**Predicted** {row['predicted']} ({row['confidence']:.1%})  \n"
-                f"**File** `{file_name}`")
-    st.plotly_chart(probability_figure({c: row[f"p_{c}"] for c in classes}), key="detail_probs")
+    explain.show_galaxy(loaded, model_key, row, classes, image_dir)
 
+
+def subclass_words(code: str) -> str:
+    return explain.SUBCLASSES.get(code, code) if code else ""
+
+
+if view == "table":
+    table = pd.DataFrame([{
+        "objid": r["objid"], "subclass": subclass_words(r["subclass"]), "labelled": r["true"],
+        "predicted": r["predicted"], "confidence": r["confidence"],
+        "p_spiral": r.get("p_spiral")} for r in rows],
+        columns=["objid", "subclass", "labelled", "predicted", "confidence", "p_spiral"])
+    table_key = f"failures_table_{which}"
+    event = st.dataframe(
+        table, hide_index=True, on_select="rerun", selection_mode="single-row", key=table_key,
+        column_config={
+            "objid": st.column_config.TextColumn("SDSS objid"),
+            "subclass": st.column_config.TextColumn("Subclass",
+                                                    help="Galaxy Zoo 1's finer class."),
+            "confidence": st.column_config.ProgressColumn("Confidence", format="%.3f",
+                                                          min_value=0.5, max_value=1),
+            "p_spiral": st.column_config.NumberColumn("P(spiral)", format="%.3f")})
+    st.caption("Select a row to open the galaxy: its full cutout, Grad-CAM and SkyServer page.")
+    picked = tuple(event.selection.rows) if event is not None else ()
+    if not picked:
+        st.session_state.pop(OPENED_KEY, None)
+    elif st.session_state.get(OPENED_KEY) != (table_key, picked) and picked[0] < len(rows):
+        st.session_state[OPENED_KEY] = (table_key, picked)  # opened once, not on every rerun
+        details(rows[picked[0]])
+    st.stop()
 
 shown = rows[:int(limit)]
-if shown:
-    bar = st.progress(0.0, text="Computing Grad-CAM maps…")
-    per_row = 3
-    for start in range(0, len(shown), per_row):
-        for col, row in zip(st.columns(per_row), shown[start:start + per_row]):
-            with col.container(border=True):
-                try:
-                    arr = galaxy_input(row)
-                    cam = cam_overlay(loaded, models.model_key(loaded), arr,
-                                      classes.index(row["predicted"]))
-                except GalaxyError as exc:
-                    st.error(one_line(exc))
-                else:
-                    st.image(side_by_side(arr, cam), alt=f"Galaxy {row['objid']} and Grad-CAM")
-                wrong = row["true"] != row["predicted"]
-                mark = ":red[:material/close:]" if wrong else ":green[:material/check:]"
-                st.markdown(f"{mark} labelled **{row['true']}**, predicted **{row['predicted']}** "
-                            f"({row['confidence']:.0%})")
-                if st.button("Details", key=f"details_{which}_{row['objid']}",
-                             icon=":material/open_in_full:"):
-                    details(row)
-        bar.progress(min(1.0, (start + per_row) / len(shown)), text="Computing Grad-CAM maps…")
-    bar.empty()
-    st.caption("Each card: the galaxy as the model sees it, then the Grad-CAM of the predicted "
-               "class (red: what pushed the network to its answer).")
-else:
+if not shown:
     st.info("No galaxies match these filters.")
+    st.stop()
+
+progress_slot = st.empty()
+stored = explain.read_maps(explain.cache_path(loaded), explain.cache_key(loaded))
+pending = []  # (row, model input, target, the card's picture slot)
+per_row = 3
+for start in range(0, len(shown), per_row):
+    for col, row in zip(st.columns(per_row), shown[start:start + per_row]):
+        with col.container(border=True):
+            slot = st.empty()
+            try:
+                arr = galaxy_input(row)
+            except GalaxyError as exc:
+                slot.error(one_line(exc))
+            else:
+                target = classes.index(row["predicted"])
+                cam = stored.get(explain.map_id(row["objid"], target))
+                slot.image(side_by_side(arr, None if cam is None else overlay(arr, cam)),
+                           alt=f"Galaxy {row['objid']} and Grad-CAM")
+                if cam is None:
+                    pending.append((row, arr, target, slot))
+            wrong = row["true"] != row["predicted"]
+            mark = ":red[:material/close:]" if wrong else ":green[:material/check:]"
+            words = subclass_words(row["subclass"])
+            sub = f" ({words})" if words and words != row["true"] else ""
+            st.markdown(f"{mark} labelled **{row['true']}**{sub}, predicted "
+                        f"**{row['predicted']}** ({row['confidence']:.0%})")
+            if st.button("Details", key=f"details_{which}_{row['objid']}",
+                         icon=":material/open_in_full:"):
+                details(row)
+st.caption("Each card: the galaxy as the model sees it, then the Grad-CAM of the predicted "
+           "class (red: what pushed the network to its answer).")
+
+if pending:
+    bar = progress_slot.progress(0.0, text=f"Computing {len(pending)} Grad-CAM maps…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Computed {done} of {total} Grad-CAM maps")
+
+    maps = explain.report_maps(loaded, [(r["objid"], arr, t) for r, arr, t, _ in pending],
+                               progress)
+    for row, arr, target, slot in pending:
+        slot.image(side_by_side(arr, overlay(arr, maps[explain.map_id(row["objid"], target)])),
+                   alt=f"Galaxy {row['objid']} and Grad-CAM")
+    progress_slot.empty()

@@ -1,5 +1,10 @@
 """Train: start a training run in the background, watch it live, stop or resume it."""
 
+from dashboard.ui import require_app
+
+require_app()  # first: a page opened on its own reroutes through app.py before any heavy
+#                 import (torch, through dashboard.models: ~4 s on a server's first visit)
+
 import time
 
 import pandas as pd
@@ -7,7 +12,7 @@ import streamlit as st
 
 from dashboard import paths, training
 from dashboard.charts import training_curves_figure
-from dashboard.ui import guard, one_line, require_app
+from dashboard.ui import guard, one_line
 from galaxy_core import locations
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.errors import GalaxyError
@@ -24,7 +29,6 @@ RELEASE_NOTE = ("Training is done; the release step now fits the temperature, wr
                 "evaluation reports and the out-of-distribution reference, and saves the model "
                 "folder.")
 
-require_app()
 st.title("Train a model")
 st.caption("Training runs as a separate process: reload the page, close the tab, come back; the "
            "run keeps going. Every epoch is checkpointed, so a stopped run can be resumed. "
@@ -97,6 +101,37 @@ else:
 
 
 # --- watch runs --------------------------------------------------------------------------------
+SEEN_KEY = "train_seen_steps"  # run -> [(step, time written)]: two writes give the step speed
+
+
+def progress_text(info: training.RunInfo, rows: list[dict]) -> tuple[float, str, bool]:
+    """The progress bar's fraction and line for a run, and whether the step is estimated."""
+    s = info.status
+    state = info.state
+    detail = [f"{STATE_ICONS.get(state, '')} **{state}**"]
+    if s.get("epochs"):
+        detail.append(f"epoch {s.get('epoch') or 0} of {s['epochs']}")
+    seen = st.session_state.setdefault(SEEN_KEY, {}).setdefault(info.name, [])
+    step, estimated = training.live_step(info, rows, seen)
+    fraction = info.fraction
+    if s.get("total_steps"):
+        total = int(s["total_steps"])
+        detail.append(f"{'about ' if estimated else ''}step {int(step)} of {total}")
+        if estimated:
+            fraction = max(fraction, min(1.0, step / total))
+    if s.get("train_loss") is not None:
+        detail.append(f"train loss {float(s['train_loss']):.3f}")
+    started = s.get("started")
+    if info.active and started:
+        detail.append(f"running for {training.clock(time.time() - float(started))}")
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
+    if info.active and state == "training" and seconds and s.get("epochs"):
+        left = (1 - fraction) * float(s["epochs"]) * sum(seconds) / len(seconds)
+        detail.append(f"about {max(left / 60, 1):.0f} min left")
+    done = info.has_model or info.loop_done
+    return 1.0 if done else fraction, " · ".join(detail), estimated
+
+
 def watch(name: str) -> None:
     with guard():
         info = training.run_info(locations.runs_dir() / name)
@@ -105,22 +140,12 @@ def watch(name: str) -> None:
             st.session_state[seen] = True
         elif st.session_state.pop(seen, False):
             st.rerun(scope="app")  # it just ended: refresh the sidebar's model list
-        s = info.status
-        state = info.state
-        detail = [f"{STATE_ICONS.get(state, '')} **{state}**"]
-        if s.get("epochs"):
-            detail.append(f"epoch {s.get('epoch') or 0} of {s['epochs']}")
-        if s.get("total_steps"):
-            detail.append(f"step {s.get('step') or 0} of {s['total_steps']}")
-        if s.get("train_loss") is not None:
-            detail.append(f"train loss {float(s['train_loss']):.3f}")
         rows = read_history(info.path)
-        seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
-        if info.active and state == "training" and seconds and s.get("epochs"):
-            left = (1 - info.fraction) * float(s["epochs"]) * sum(seconds) / len(seconds)
-            detail.append(f"about {max(left / 60, 1):.0f} min left")
-        st.progress(1.0 if info.has_model or info.loop_done else info.fraction,
-                    text=" · ".join(detail))
+        fraction, text, estimated = progress_text(info, rows)
+        st.progress(fraction, text=text)
+        if estimated:
+            st.caption(f"The run writes its step every {training.STATUS_EVERY} steps; the step "
+                       "in between is estimated from its speed.")
         if info.active and info.loop_done:
             st.caption(RELEASE_NOTE)
 
@@ -129,7 +154,8 @@ def watch(name: str) -> None:
         b1, b2, _ = st.columns([1, 1, 4])
         if allowed and info.alive and b1.button(
                 "Stop", icon=":material/stop:", key=f"stop_{name}",
-                help="Ctrl-C for the run: it stops and keeps its last epoch."):
+                help="Ctrl-C for the run: it stops and keeps its last finished epoch (none "
+                     "while the first epoch runs)."):
             if training.stop(info):
                 st.toast(f"Stopping {name}…", icon=":material/stop:")
         busy = training.busy_message() if allowed and info.can_resume else ""
@@ -154,12 +180,28 @@ def watch(name: str) -> None:
             st.info("Stopped after training, before the model folder was written. Resume "
                     "writes it from the best epoch.")
         elif info.can_resume and info.error:
-            st.info("The last finished epoch is kept: fix the cause (e.g. make room on the "
-                    "disk), then Resume continues from it.")
+            st.info("Fix the cause (e.g. make room on the disk). " + training.stopped_note(rows))
         elif info.can_resume:
-            st.info("Stopped. Resume continues from the last finished epoch.")
+            st.info("Stopped. " + training.stopped_note(rows))
         with st.expander(f"Process output ({PROCESS_LOG_FILE})"):
             st.code(training.log_tail(info.path) or "(nothing yet)", language=None)
+
+
+def overview() -> None:
+    """The runs table, redrawn with the watched run while any run is alive (it showed
+    "starting 0/3" while the run trained when it was drawn once per page run)."""
+    runs = training.list_runs()
+    table = pd.DataFrame([{
+        "run": r.name, "state": r.state,
+        "epoch": f"{r.status.get('epoch') or 0}/{r.status.get('epochs') or '?'}",
+        "progress": 1.0 if r.has_model or r.loop_done else r.fraction,
+        "best val accuracy": max((h.get("val_accuracy") or 0 for h in read_history(r.path)),
+                                 default=None),
+    } for r in runs])
+    st.dataframe(table, hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=1,
+                                                    format="percent"),
+        "best val accuracy": st.column_config.NumberColumn(format="%.3f")})
 
 
 runs = training.list_runs()
@@ -167,16 +209,8 @@ st.subheader("Runs")
 if not runs:
     st.info(f"No runs yet in {paths.show(locations.runs_dir())}. Start one above.")
     st.stop()
-overview = pd.DataFrame([{
-    "run": r.name, "state": r.state,
-    "epoch": f"{r.status.get('epoch') or 0}/{r.status.get('epochs') or '?'}",
-    "progress": 1.0 if r.has_model or r.loop_done else r.fraction,
-    "best val accuracy": max((h.get("val_accuracy") or 0 for h in read_history(r.path)),
-                             default=None),
-} for r in runs])
-st.dataframe(overview, hide_index=True, column_config={
-    "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=1),
-    "best val accuracy": st.column_config.NumberColumn(format="%.3f")})
+any_alive = any(r.alive for r in runs)
+st.fragment(run_every=2.0 if any_alive else None)(overview)()
 
 names = [r.name for r in runs]
 if st.session_state.get("watch_run") not in names:
@@ -184,4 +218,4 @@ if st.session_state.get("watch_run") not in names:
     st.session_state["watch_run"] = active[0] if active else names[0]
 chosen = st.selectbox("Watch", names, key="watch_run")
 live = training.run_info(locations.runs_dir() / chosen).alive
-st.fragment(run_every=2.0 if live else None)(watch)(chosen)
+st.fragment(run_every=1.0 if live else None)(watch)(chosen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -63,7 +64,8 @@ def build_tiny_model(root: Path, image_dir: Path, images: list[str], labels: lis
             "metrics": {"test": {**test["metrics"], "ece": test["ece"]}},
             "splits": {"accuracy": {"mean": 0.6, "std": 0.05, "values": [0.55, 0.6, 0.65]},
                        "macro_f1": {"mean": 0.5, "std": 0.04, "values": [0.46, 0.5, 0.54]}},
-            "training": {"history": history, "epochs_run": 3, "n_train": 100}}
+            "training": {"history": history, "epochs_run": 3, "n_train": 100,
+                         "class_counts": {"elliptical": 74, "spiral": 26}}}
     save_model(folder, build_model("resnet18"), Config(arch="resnet18", image_size=32), meta)
     for part, report in reports.items():
         report.update(split=0, part=part, image_dir=str(image_dir))
@@ -210,13 +212,20 @@ def test_streamlit_pages_folder_flag_is_still_there():
         PagesManager.uses_pages_directory = saved
 
 
+def headline(at) -> str:
+    """The Classify page's answer line (the coloured heading in the 'verdict' container)."""
+    lines = [m.value for m in at.main.markdown if m.value.startswith("### :")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def test_classify_upload_returns_prediction_and_gradcam(env):
     at = app()
     at.file_uploader[0].upload("spiral.png", png_bytes(draw_galaxy("spiral", 120)), "image/png")
     at.run()
     assert_clean(at)
-    predicted = [m for m in at.metric if m.label == "Predicted class"]
-    assert predicted and predicted[0].value in ("Spiral", "Elliptical")
+    assert re.search(r"(Spiral \(confident|Probably (spiral|elliptical)|Unsure: perhaps "
+                     r"(spiral|elliptical)|Elliptical \(confident)", headline(at))
     assert len(at.image) >= 2, "model input and Grad-CAM overlay are shown"
     assert at.get("plotly_chart"), "probability bars are drawn"
     assert any(b.label.startswith("Download result") for b in at.get("download_button"))
@@ -246,8 +255,11 @@ def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, a
         assert not lines  # an out-of-distribution answer gets no acceptance line
     else:
         assert len(lines) == 1 and f"p ≥ {threshold:.3f}" in lines[0]
-        confidence = float(at.metric[0].delta.split("%")[0]) / 100
-        assert ("Not confident" in lines[0]) == (confidence < threshold)
+        shown = [c.value for c in at.caption if "· P(spiral)" in c.value][0]
+        p_spiral = float(re.search(r"P\(spiral\) ([\d.]+)%", shown).group(1)) / 100
+        confidence = max(p_spiral, 1 - p_spiral)
+        assert ("Not accepted" in lines[0]) == (confidence < threshold - 0.01) or \
+            abs(confidence - threshold) < 0.01
 
 
 def test_dashboard_caches_follow_a_rewritten_model_folder(tmp_path):
@@ -293,7 +305,7 @@ def test_classify_batch_has_table_csv_and_one_line_errors(env):
     assert details.options == ["a.png", "b.jpg"]
     details.set_value("b.jpg").run()
     assert not at.exception
-    assert "b.jpg" in [h.value for h in at.subheader]
+    assert any(c.value.startswith("`b.jpg` · P(spiral)") for c in at.caption)
 
 
 def test_classify_examples_explain_without_data(env):

@@ -77,11 +77,17 @@ def test_confusion_matrix_figure() -> None:
 def test_report_figures_follow_the_descriptions() -> None:
     report = _report()
     rel = figures.reliability_figure(report)
-    assert len(rel.data) == 3
-    assert [t.name for t in rel.data] == [s.name for s in charts.reliability_chart(report).series]
+    assert len(rel.data) == 4, "three reliability lines, then the bin counts"
+    assert [t.name for t in rel.data[:3]] == [s.name for s in
+                                              charts.reliability_chart(report).series]
     non_empty = sum(1 for c in report["calibrated"]["reliability"]["count"] if c)
     assert len(rel.data[2].x) == non_empty
     assert list(rel.layout.yaxis.range) == [0, figures.PROBABILITY_TOP]
+    bars = rel.data[3]
+    assert isinstance(bars, go.Bar) and bars.yaxis == "y2"
+    assert list(bars.y) == report["calibrated"]["reliability"]["count"]
+    assert sum(bars.y) == report["n"]
+    assert rel.layout.margin.t <= 20, "no blank title band above the chart"
     roc = figures.roc_figure(report)
     assert len(roc.data) == 2 and len(roc.data[1].x) == len(report["roc"]["fpr"])
     empty = {**report, "roc": {"fpr": [], "tpr": [], "thresholds": []}}
@@ -121,8 +127,46 @@ def test_probability_splits_and_funnel_figures() -> None:
     assert [list(splits.data[i].y) for i in (0, 2)] == [[0.89, 0.91], [0.83, 0.87]]
     assert [list(splits.data[i].error_y.array) for i in (1, 3)] == [[0.01], [0.02]]
     assert [splits.data[i].y[0] for i in (1, 3)] == [0.9, 0.85]
+    assert splits.layout.margin.t <= 40
     funnel = figures.funnel_figure({"rows_read": 6064,
                                     "dropped": {"uncertain": 171, "image missing": 0},
                                     "kept_per_class": {"elliptical": 4345, "spiral": 1548}})
     assert len(funnel.data) == 1 and isinstance(funnel.data[0], go.Funnel)
     assert list(funnel.data[0].x) == [6064, 5893, 5893, 5893]
+
+
+def _ticks(low: float, high: float, tick_format: str, nticks: int = 6) -> list[str]:
+    """The labels plotly draws on a linear axis: a step of 1, 2 or 5 times a power of ten, at
+    least (high - low) / nticks, formatted with ``tick_format``."""
+    import math
+
+    rough = (high - low) / nticks
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough - 1e-15)
+    first = math.ceil(low / step - 1e-9)
+    values = [(first + k) * step for k in range(int((high - low) / step) + 2)]
+    return [format(v, tick_format[1:]) for v in values if low - 1e-12 <= v <= high + 1e-12]
+
+
+@pytest.mark.parametrize("name, block", [
+    # The shipped model's splits summary: three identical accuracies (std 0) and ROC AUCs
+    # within 0.0014 of each other.
+    ("accuracy", {"mean": 0.8914, "std": 0.0, "values": [0.8914, 0.8914, 0.8914]}),
+    ("roc_auc", {"mean": 0.95734, "std": 0.000685, "values": [0.95716, 0.95809, 0.95676]}),
+    ("macro_f1", {"mean": 0.858, "std": 0.0072, "values": [0.864, 0.8597, 0.8501]}),
+    ("ece", {"mean": 0.0318, "std": 0.0067, "values": [0.0243, 0.034, 0.0371]}),
+    ("perfect", {"mean": 0.9997, "std": 0.0005, "values": [0.9995, 1.0, 1.0]}),
+])
+def test_splits_panels_stay_in_range_with_distinct_ticks(name, block) -> None:
+    """Issue 14: the accuracy axis of the spread-across-splits chart ran 0-1.5 (identical
+    values), and the ROC AUC ticks repeated (0.957, 0.957, 0.958)."""
+    fig = figures.splits_figure({name: block})
+    axis = fig.layout.yaxis
+    low, high = axis.range
+    assert 0 <= low < high <= 1
+    assert high - low >= figures.MIN_SPAN - 1e-12
+    assert all(low <= v <= high for v in block["values"])
+    assert low <= max(block["mean"] - block["std"], 0)
+    assert min(block["mean"] + block["std"], 1) <= high + 1e-12
+    labels = _ticks(low, high, axis.tickformat, axis.nticks)
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels

@@ -284,7 +284,8 @@ def test_freed_memory_is_given_back_at_most_every_interval(monkeypatch):
 
 
 def _probability(at) -> str:
-    return [m for m in at.metric if m.label == "Predicted class"][0].delta
+    """The answer's headline (class and confidence), as the Classify page draws it."""
+    return [m.value for m in at.main.markdown if m.value.startswith("### :")][0]
 
 
 def test_large_upload_is_framed_queued_and_released(env, monkeypatch):

@@ -310,9 +310,11 @@ def _write_failed(run_dir: Path, exc: OSError) -> GalaxyError:
     except OSError:
         free = "free space unknown"
     full = exc.errno == errno.ENOSPC
+    done = [r["epoch"] for r in read_history(run_dir)]
+    kept = f"epoch {done[-1]} is the last one kept" if done else "no epoch had finished yet"
     message = (f"{'disk full' if full else exc.strerror or 'write failed'} while writing "
-               f"{where} ({free}). The last finished epoch is kept: make room, then continue "
-               f"with the same command and --resume")
+               f"{where} ({free}); {kept}. Make room, then continue with the same command and "
+               "--resume")
     try:
         write_status(run_dir, state="failed", error=message)
     except OSError:

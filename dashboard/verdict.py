@@ -1,0 +1,126 @@
+"""How sure an answer is, said in words and a colour, the same way everywhere on the dashboard.
+
+The wording bands are defined here once, on the calibrated probability of the class the model
+chose (its confidence, 0.5 to 1):
+
+=====================  ===========  =======  ====================================
+confidence             band         colour   headline (example)
+=====================  ===========  =======  ==============================================
+>= 0.9                 confident    green    "Spiral (confident: 96%)"
+0.7 to 0.9             probably     yellow   "Probably spiral (78%)"
+< 0.7                  unsure       orange   "Unsure: perhaps spiral (58%)"
+flagged ``unusual``    not_galaxy   red      "This does not look like a galaxy image"
+=====================  ===========  =======  ==============================================
+
+A flagged input (``Prediction.unusual``: its out-of-distribution score, which includes the check
+of the picture as given, is above 1) never gets a band: the network's guess is then only
+mentioned, small, after the warning. Percentages are rounded down, so a 0.8996 answer reads 89%
+and never shows a "90%" that its band does not match.
+
+The batch CSV row is here too (:func:`csv_row`): the columns of ``galaxy predict --prior P
+--accept-at A`` and ``unusual``.
+
+Pure functions (no Streamlit), so the wording is tested without a page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from galaxy_core.predict.classify import Prediction
+
+CONFIDENT_AT = 0.9
+"""Confidence from which an answer is stated plainly ("Spiral")."""
+PROBABLY_AT = 0.7
+"""Confidence from which an answer is "probably"; below it the answer is "unsure"."""
+
+CONFIDENT, PROBABLY, UNSURE, NOT_GALAXY = "confident", "probably", "unsure", "not_galaxy"
+NOT_GALAXY_TEXT = "This does not look like a galaxy image"
+
+_LOOK = {  # band -> (Streamlit colour name, Material icon)
+    CONFIDENT: ("green", "check_circle"),
+    PROBABLY: ("yellow", "help"),
+    UNSURE: ("orange", "help"),
+    NOT_GALAXY: ("red", "block"),
+}
+
+
+def band(confidence: float) -> str:
+    """``confident``, ``probably`` or ``unsure`` for a confidence in [0.5, 1]."""
+    if confidence >= CONFIDENT_AT:
+        return CONFIDENT
+    if confidence >= PROBABLY_AT:
+        return PROBABLY
+    return UNSURE
+
+
+def percent(p: float) -> str:
+    """A probability as a percentage rounded down: whole percent, one decimal above 99%."""
+    if p >= 0.99:
+        return f"{math.floor(p * 1000 + 1e-9) / 10:.1f}%"
+    return f"{math.floor(p * 100 + 1e-9):d}%"
+
+
+def percent_pair(p_first: float) -> tuple[str, str]:
+    """Two complementary probabilities as percentages that add up to 100: the larger rounded
+    down as in the headline, the smaller its complement (0.185 -> "19%", "81%", not 18% and
+    81%)."""
+    high = max(p_first, 1 - p_first)
+    shown = percent(high)
+    value = float(shown.rstrip("%"))
+    rest = f"{100 - value:.1f}%" if "." in shown else f"{100 - value:.0f}%"
+    return (shown, rest) if p_first >= 0.5 else (rest, shown)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    band: str
+    headline: str
+    """What the page shows in large type where the answer goes."""
+    short: str
+    """The same in a few lower-case words, for a table cell."""
+    colour: str
+    icon: str
+
+    def markdown(self, level: int = 3) -> str:
+        """The headline as a coloured Markdown heading (Streamlit colour syntax)."""
+        return f"{'#' * level} :{self.colour}[:material/{self.icon}: {self.headline}]"
+
+
+def verdict(label: str, confidence: float, unusual: bool = False) -> Verdict:
+    """The words and colour for an answer ``label`` given with ``confidence``; ``unusual``
+    (the input was flagged) overrides the band."""
+    if unusual:
+        colour, icon = _LOOK[NOT_GALAXY]
+        return Verdict(NOT_GALAXY, NOT_GALAXY_TEXT, "not like a galaxy image", colour, icon)
+    which = band(confidence)
+    colour, icon = _LOOK[which]
+    shown = percent(confidence)
+    if which == CONFIDENT:
+        headline, short = f"{label.capitalize()} (confident: {shown})", label
+    elif which == PROBABLY:
+        headline, short = f"Probably {label} ({shown})", f"probably {label}"
+    else:
+        headline, short = f"Unsure: perhaps {label} ({shown})", f"unsure, perhaps {label}"
+    return Verdict(which, headline, short, colour, icon)
+
+
+def guess_line(label: str, confidence: float) -> str:
+    """The small line under a flagged input's warning: the network's guess, for what it is
+    worth."""
+    return (f"The network's guess, for what it is worth: {label} ({percent(confidence)}). It "
+            "was trained on SDSS galaxy cutouts only, so this says little about this picture.")
+
+
+def csv_row(pred: Prediction, prior: float, threshold: float | None) -> dict[str, object]:
+    """One row of the page's CSV: ``galaxy predict``'s (``Prediction.row`` and ``prior``, the
+    spiral fraction the probabilities are for; empty when unknown), ``accepted`` when there is
+    a validation threshold (as with ``--accept-at``), and ``unusual`` (1: flagged as unlike the
+    training galaxies; such an answer is never accepted)."""
+    row = pred.row()
+    row["prior"] = f"{prior:.4f}" if pred.ok and prior == prior else ""
+    if threshold is not None:
+        row["accepted"] = int(pred.accepted(threshold)) if pred.ok else ""
+    row["unusual"] = int(pred.unusual) if pred.ok else ""
+    return row
