@@ -65,6 +65,9 @@ def app_pages() -> list[st.Page]:
         st.Page("pages/failures.py", title="Failures", icon=":material/report:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/teacher.py", title="Teacher", icon=":material/co_present:"),
+        st.Page("pages/classroom.py", title="Classroom", icon=":material/groups:"),
+        st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     ]
 
 

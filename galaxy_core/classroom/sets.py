@@ -48,6 +48,20 @@ def test_galaxies(prepared: PreparedData, model_dir: Path) -> pd.DataFrame:
     return merged.rename(columns={"predicted": "model_label"})
 
 
+def with_images(prepared: PreparedData, galaxies: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose image file is there (inside the image folder: names pointing elsewhere
+    are dropped too), so a class never holds a galaxy nobody can see."""
+    def present(name: object) -> bool:
+        try:
+            return prepared.image_path(str(name)).is_file()
+        except (DataNotFoundError, OSError, ValueError):
+            return False
+
+    if galaxies.empty:
+        return galaxies
+    return galaxies[galaxies["image"].map(present)].reset_index(drop=True)
+
+
 def choose(galaxies: pd.DataFrame, kind: str, n: int, seed: int) -> pd.DataFrame:
     """``n`` galaxies of set ``kind`` in the order students will see them."""
     if kind not in SETS:

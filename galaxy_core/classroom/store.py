@@ -7,11 +7,17 @@ each browser session from its own thread), and every write is one transaction. A
 keyed by (student, galaxy), so a double click or a reload records it once.
 
 The schema carries a version (``PRAGMA user_version``): a file written by a newer version is
-refused rather than misread.
+refused rather than misread, and an older one is brought up to date in place (version 1 had no
+teacher keys: each of its classes gets one).
+
+Who may see a class: the **join code** (six characters, read aloud) lets students in; the
+**teacher key** (long and random, in the teacher's link) opens the class's results, export,
+closing and deletion. Knowing the join code gives no way to the teacher key.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 import unicodedata
@@ -24,7 +30,7 @@ from typing import Any
 from galaxy_core.classroom.codes import new_code, normalise_code
 from galaxy_core.errors import GalaxyError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ANSWERS = ("spiral", "elliptical", "cant_tell")
 MAX_NICKNAME = 24
 MAX_CLASS_NAME = 80
@@ -39,7 +45,8 @@ CREATE TABLE IF NOT EXISTS classes (
     target INTEGER NOT NULL,
     model TEXT NOT NULL,
     created REAL NOT NULL,
-    closed REAL
+    closed REAL,
+    teacher_key TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS galaxies (
     class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
@@ -71,7 +78,13 @@ CREATE TABLE IF NOT EXISTS answers (
     PRIMARY KEY (student_id, position)
 );
 CREATE INDEX IF NOT EXISTS answers_by_class ON answers (class_id, position);
+CREATE INDEX IF NOT EXISTS students_by_session ON students (class_id, session);
 """
+
+
+def new_teacher_key() -> str:
+    """The secret of a teacher's link: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
 
 
 class ClassroomError(GalaxyError):
@@ -107,6 +120,8 @@ class ClassInfo:
     model: str
     created: float
     closed: float | None
+    teacher_key: str = ""
+    """The secret in the teacher's link: who holds it sees and runs the class."""
 
     @property
     def is_open(self) -> bool:
@@ -132,6 +147,14 @@ def clean_nickname(text: str) -> str:
     return name
 
 
+def clean_class_name(text: str) -> str:
+    """A class name as shown: spaces squeezed, 1-80 characters."""
+    name = " ".join(str(text).split())
+    if not name or len(name) > MAX_CLASS_NAME:
+        raise ClassroomError(f"Give the class a name of 1-{MAX_CLASS_NAME} characters.")
+    return name
+
+
 class ClassroomStore:
     """All classes of one dashboard, in the SQLite file ``path`` (made on first use)."""
 
@@ -144,7 +167,19 @@ class ClassroomStore:
                 raise ClassroomError(f"{self.path} was written by a newer version (schema "
                                      f"{version}); this one reads schema {SCHEMA_VERSION}")
             db.executescript(_SCHEMA)
+        with self._write() as db:  # one process upgrades; another waits, then finds it done
+            self._upgrade(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Bring a file of an older schema up to this one (idempotent)."""
+        columns = {r[1] for r in db.execute("PRAGMA table_info(classes)")}
+        if "teacher_key" not in columns:  # schema 1
+            db.execute("ALTER TABLE classes ADD COLUMN teacher_key TEXT NOT NULL DEFAULT ''")
+        for (class_id,) in db.execute("SELECT id FROM classes WHERE teacher_key = ''").fetchall():
+            db.execute("UPDATE classes SET teacher_key = ? WHERE id = ?",
+                       (new_teacher_key(), class_id))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -173,9 +208,7 @@ class ClassroomStore:
     # --- teacher ------------------------------------------------------------------------------
     def create_class(self, name: str, galaxy_set: str, target: int, model: str,
                      galaxies: Sequence[Galaxy]) -> ClassInfo:
-        name = " ".join(str(name).split())
-        if not name or len(name) > MAX_CLASS_NAME:
-            raise ClassroomError(f"Give the class a name of 1-{MAX_CLASS_NAME} characters.")
+        name = clean_class_name(name)
         if not galaxies:
             raise ClassroomError("A class needs at least one galaxy.")
         target = max(1, min(int(target), len(galaxies), MAX_TARGET))
@@ -185,8 +218,9 @@ class ClassroomStore:
                 if not db.execute("SELECT 1 FROM classes WHERE code = ?", (code,)).fetchone():
                     break
             cursor = db.execute(
-                "INSERT INTO classes (code, name, galaxy_set, target, model, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (code, name, galaxy_set, target, model, time.time()))
+                "INSERT INTO classes (code, name, galaxy_set, target, model, created, "
+                "teacher_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (code, name, galaxy_set, target, model, time.time(), new_teacher_key()))
             class_id = cursor.lastrowid
             db.executemany(
                 "INSERT INTO galaxies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -198,6 +232,25 @@ class ClassroomStore:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM classes ORDER BY created DESC").fetchall()
         return [ClassInfo(**dict(r)) for r in rows]
+
+    def class_for_teacher(self, teacher_key: str) -> ClassInfo:
+        """The class whose teacher link carries ``teacher_key``; one sentence when none does."""
+        key = str(teacher_key or "")
+        row = None
+        if key and len(key) <= 64:
+            with self._connect() as db:
+                row = db.execute("SELECT * FROM classes WHERE teacher_key = ?",
+                                 (key,)).fetchone()
+        if row is None:
+            raise ClassroomError("That teacher link does not open any class on this server; "
+                                 "the class may have been deleted.")
+        return ClassInfo(**dict(row))
+
+    def class_by_id(self, class_id: int) -> ClassInfo | None:
+        """The class as it is now (None once deleted)."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM classes WHERE id = ?", (class_id,)).fetchone()
+        return None if row is None else ClassInfo(**dict(row))
 
     def close_class(self, class_id: int) -> None:
         with self._write() as db:
@@ -244,11 +297,32 @@ class ClassroomStore:
                                 (info.id, name, key, session, time.time()))
             return Student(cursor.lastrowid, info.id, name)
 
-    def galaxies(self, class_id: int) -> list[Galaxy]:
+    def student_for_session(self, class_id: int, session: str) -> Student | None:
+        """The student this browser session joined ``class_id`` as (a reload resumes), if any."""
+        if not session:
+            return None
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM galaxies WHERE class_id = ? ORDER BY position",
-                              (class_id,)).fetchall()
+            row = db.execute("SELECT id, nickname FROM students WHERE class_id = ? AND "
+                             "session = ? ORDER BY joined LIMIT 1",
+                             (class_id, str(session))).fetchone()
+        return None if row is None else Student(row["id"], class_id, row["nickname"])
+
+    def galaxies(self, class_id: int, cams: bool = True) -> list[Galaxy]:
+        """The class's galaxies in the order students see them; ``cams=False`` leaves the
+        Grad-CAM pictures out (fetch one with :meth:`cam`)."""
+        columns = "*" if cams else ("position, objid, image, label, leaf, model_label, "
+                                    "p_spiral, NULL AS cam")
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {columns} FROM galaxies WHERE class_id = ? "
+                              "ORDER BY position", (class_id,)).fetchall()
         return [Galaxy(**{k: r[k] for k in r.keys() if k != "class_id"}) for r in rows]
+
+    def cam(self, class_id: int, position: int) -> bytes | None:
+        """The stored Grad-CAM picture (PNG) of one galaxy of a class."""
+        with self._connect() as db:
+            row = db.execute("SELECT cam FROM galaxies WHERE class_id = ? AND position = ?",
+                             (class_id, int(position))).fetchone()
+        return None if row is None else row["cam"]
 
     def answer(self, student: Student, position: int, answer: str) -> bool:
         """Record an answer; True when it is new. A second answer to the same galaxy (double
