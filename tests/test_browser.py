@@ -177,27 +177,10 @@ def check_galaxy_dialog(page) -> None:
     dialog.locator("img").first.wait_for(timeout=SLOW)
 
 
-FIRST_LOAD_LOG = """
-window.__firstLoad = [];
-const started = performance.now();
-new MutationObserver(() => {
-  const nav = document.querySelector('[data-testid="stSidebarNav"]');
-  const main = document.querySelector('[data-testid="stMain"]');
-  const item = [Math.round(performance.now() - started),
-                nav ? nav.innerText.replace(/\\s+/g, '|') : '',
-                main ? main.innerText.trim().slice(0, 120) : ''];
-  const last = window.__firstLoad[window.__firstLoad.length - 1];
-  if (!last || last[1] !== item[1] || last[2] !== item[2]) window.__firstLoad.push(item);
-}).observe(document, {subtree: true, childList: true, characterData: true});
-"""
-"""Records, from the first byte, the sidebar's page list and the start of the main area."""
-
-
 def test_bookmarked_page_as_first_request_gets_the_sidebar(server, page):
     """The first request after the server starts is a page URL: Streamlit still runs pages/ files
     on their own then (its folder mode), and the page must reroute itself through app.py
     (dashboard.ui.require_app). Runs first in this module, so the server is fresh."""
-    page.add_init_script(FIRST_LOAD_LOG)
     page.goto(f"{server['url']}/evaluate")
     wait_for_app(page)
     page.get_by_text("How good is the model?").wait_for(timeout=SLOW)
@@ -205,18 +188,6 @@ def test_bookmarked_page_as_first_request_gets_the_sidebar(server, page):
     nav = page.locator('[data-testid="stSidebarNav"]')
     assert nav.get_by_text("Train", exact=True).count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
-    # Issue 14: a blank page for ~4 s (torch loading) under Streamlit's old page list. Now the
-    # page list is replaced before anything heavy is imported, and a line says what loads.
-    log = page.evaluate("window.__firstLoad")
-    shown = [main for _, _, main in log]
-    starting = next(i for i, m in enumerate(shown) if "Starting the dashboard" in m)
-    title = next(i for i, m in enumerate(shown) if "How good is the model?" in m)
-    assert starting < title, "something is drawn while the network library loads"
-    legacy = [t for t, nav, _ in log if nav.startswith("app|")]
-    if legacy:  # Streamlit's folder-based list: only until app.py's st.navigation
-        replaced = next(t for t, nav, _ in log if t > legacy[0] and not nav.startswith("app|"))
-        assert replaced - legacy[0] < 1500, log
-        assert not any(nav.startswith("app|") and main for _, nav, main in log)
 
 
 def test_upload_shows_class_and_gradcam(server, page, galaxy_png):
