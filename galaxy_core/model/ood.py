@@ -10,6 +10,12 @@ Features alone can miss inputs that a network maps near the galaxies (a smooth b
 scored 0.81 with the 34-epoch model), so a second, pixel-level score checks what every survey
 cutout has: dark sky around the galaxy. It is the mean brightness of the image's outer ring,
 again in units of the validation 99th percentile; the reported score is the larger of the two.
+
+Both measures see only the model input, i.e. a foreign picture after survey matching, which
+paints anything (a landscape, a plot, a black frame) into a dark SDSS-like sky. The predict stage
+therefore also scores the picture as the user gave it (``galaxy_core/predict/plausibility.py``:
+a found, centred, compact source on a dark, noisy sky, and :func:`ood_scores` of the features of
+the whole unmatched picture) and reports the larger of that and this score.
 """
 
 from __future__ import annotations

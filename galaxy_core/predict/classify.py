@@ -23,6 +23,7 @@ from galaxy_core.model.inference import infer
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.store import LoadedModel
 from galaxy_core.predict.inputs import ESCAPED_NOTE, Entry, printable
+from galaxy_core.predict.plausibility import look_at, picture_scores, whole_frame
 from galaxy_core.predict.survey_match import prepare_for_model
 
 
@@ -55,6 +56,8 @@ class Prediction:
 
     @property
     def unusual(self) -> bool:
+        """Out of distribution: the OOD score, which includes the picture score of the input as
+        given (:mod:`galaxy_core.predict.plausibility`), is above the warning level."""
         return self.ood_score is not None and self.ood_score > WARN_AT
 
     def accepted(self, threshold: float) -> bool:
@@ -118,6 +121,7 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[Source],
         chunk = items[start:start + batch_size]
         preds: list[Prediction] = []
         arrays: list[np.ndarray] = []
+        looks, frames = [], []  # the pictures as given, for the picture score
         for item in chunk:
             pred, data, entry = _start(item)
             preds.append(pred)
@@ -127,8 +131,12 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[Source],
                 loaded_image = read_image(data, name=pred.source)
                 pred.notes += loaded_image.notes
                 arr, pred.survey_matched = model_input(loaded, loaded_image.image, survey)
+                look = look_at(loaded_image.image)
+                frame = whole_frame(loaded_image.image, loaded.config.image_size)
                 pred.model_input = arr
                 arrays.append(arr)
+                looks.append(look)
+                frames.append(frame)
             except NotAnImageError as exc:
                 pred.error, pred.skipped = str(exc), bool(entry and entry.skippable)
             except GalaxyError as exc:
@@ -136,6 +144,9 @@ def classify_sources(loaded: LoadedModel, sources: Iterable[Source],
         ok = [p for p in preds if p.model_input is not None]
         if ok:
             probs, scores = classify_arrays(loaded, np.stack(arrays), batch_size=batch_size)
+            # What matching made of a picture can look like a galaxy; what the user gave must too.
+            pictures = picture_scores(loaded, looks, np.stack(frames))
+            scores = pictures if scores is None else np.maximum(scores, pictures)
             spiral, elliptical = loaded.classes.index("spiral"), loaded.classes.index("elliptical")
             for i, pred in enumerate(ok):
                 pred.p_spiral = float(probs[i, spiral])

@@ -199,6 +199,9 @@ def prepare_for_model(img: Image.Image, mode: str = "auto") -> tuple[Image.Image
 
     ``mode``: ``auto`` matches only images that are not :func:`is_survey_like` (so training-like
     cutouts reach the model exactly as in training), ``on`` always matches, ``off`` never does.
+    Matching makes any picture look like sky around a source, so whether the input is a galaxy
+    picture at all must be judged on the original
+    (:mod:`galaxy_core.predict.plausibility`), not on this output.
     """
     if mode not in MODES:
         raise ValueError(f"survey matching mode must be one of {', '.join(MODES)}, got {mode!r}")
