@@ -1,13 +1,20 @@
-"""Grad-CAM points at the galaxy: a small network is trained here to tell a bright blob from
-empty sky, and its map for "blob" must peak on the blob wherever the blob sits.
+"""Class-activation maps point at the galaxy: a small network is trained here to tell a bright
+blob from empty sky, and its map for "blob" must peak on the blob wherever the blob sits.
 
 A randomly initialised network has an arbitrary peak, and a map whose views were turned back the
 wrong way (or not at all) is spread over the 8 rotations and reflections of the blob's position;
 both fail the check below, which compares the map on the blob with the map at the point opposite
-it through the image centre. The last test shows the check failing for views not turned back.
+it through the image centre. The check runs on the default map (a block finer than the last one)
+and on the last block's Grad-CAM; one test shows it failing for views not turned back.
+
+The tests that train (the ``blob_finder`` fixture, about a minute) are marked slow; the map's
+grid, its cheaper backward pass and the argument checks are not.
 """
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,17 +23,19 @@ import torch.nn.functional as F
 
 from galaxy_core.config import Config
 from galaxy_core.data.tensors import to_tensor
+from galaxy_core.errors import GalaxyError
 from galaxy_core.explain import gradcam as gradcam_module
-from galaxy_core.explain.gradcam import gradcam, overlay
-from galaxy_core.model.build import build_model
+from galaxy_core.explain.gradcam import (DEFAULT_LAYER, DEFAULT_METHOD, METHODS, gradcam,
+                                         map_grid, map_grid_text, overlay)
+from galaxy_core.model.build import CAM_LAYERS, build_model, cam_layer
 from galaxy_core.model.store import LoadedModel
 from tests.conftest import draw_galaxy
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 SIZE = 64
-"""Pixels a side: resnet18's last block sees a 2 x 2 grid at this size, enough to tell the
-quadrants apart, and training takes seconds, not minutes."""
+"""Pixels a side: resnet18's last block sees a 2 x 2 grid at this size (layer3 4 x 4, layer2
+8 x 8), enough to tell the quadrants apart, and training takes seconds, not minutes."""
 BLOB = 1
 """The class index of "a blob somewhere"; 0 is empty sky."""
 POSITIONS = [(16.0, 16.0), (48.0, 19.2), (19.2, 48.0), (44.8, 44.8), (12.8, 35.2), (51.2, 32.0)]
@@ -98,26 +107,32 @@ def _points_at(cam: np.ndarray, x: float, y: float) -> tuple[bool, str]:
                 f"centred at ({peak_x:.1f}, {peak_y:.1f})")
 
 
+@slow
 def test_the_network_learned_the_task(blob_finder) -> None:
     for i, (x, y) in enumerate(POSITIONS):
         assert _probability_of_blob(blob_finder, blob_image(x, y, seed=900 + i)) > 0.9
         assert _probability_of_blob(blob_finder, blob_image(x, y, seed=900 + i, amp=0.0)) < 0.1
 
 
-def test_gradcam_peaks_on_the_blob(blob_finder) -> None:
-    """The map users see, averaged over the 8 views, peaks on the blob wherever it is. (A
-    single view's map of this small network is not checked: its last block samples the image
-    a little off-centre, stride-2 layers on even sizes, and leans towards one corner; turning
-    the 8 views back and averaging them cancels that.)"""
+@slow
+@pytest.mark.parametrize("layer, method", [(DEFAULT_LAYER, DEFAULT_METHOD),
+                                           ("layer4", "gradcam")])
+def test_gradcam_peaks_on_the_blob(blob_finder, layer, method) -> None:
+    """The map users see, averaged over the 8 views, peaks on the blob wherever it is: the
+    default map, and the last block's Grad-CAM it replaced. (A single view's map of this small
+    network is not checked: its blocks sample the image a little off-centre, stride-2 layers on
+    even sizes, and lean towards one corner; turning the 8 views back and averaging them
+    cancels that.)"""
     for i, (x, y) in enumerate(POSITIONS):
         image = blob_image(x, y, seed=900 + i)
-        cam = gradcam(blob_finder, image, target=BLOB)
+        cam = gradcam(blob_finder, image, target=BLOB, layer=layer, method=method)
         assert cam.shape == (SIZE, SIZE) and cam.dtype == np.float32
         assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
         ok, detail = _points_at(cam, x, y)
         assert ok, detail
 
 
+@slow
 def test_gradcam_defaults_to_the_predicted_class_and_overlays(blob_finder) -> None:
     image = blob_image(*POSITIONS[0], seed=900)
     np.testing.assert_allclose(gradcam(blob_finder, image), gradcam(blob_finder, image, BLOB))
@@ -125,6 +140,7 @@ def test_gradcam_defaults_to_the_predicted_class_and_overlays(blob_finder) -> No
     assert blended.shape == image.shape and blended.dtype == np.uint8
 
 
+@slow
 def test_the_check_fails_when_views_are_not_turned_back(blob_finder, monkeypatch) -> None:
     """The same check on a map whose views are averaged without undoing them: the blob is
     smeared over its 8 rotations and reflections, so the check fails wherever the single
@@ -137,3 +153,55 @@ def test_the_check_fails_when_views_are_not_turned_back(blob_finder, monkeypatch
         if not ok:
             failures.append((x, y))
     assert POSITIONS[0] in failures and len(failures) >= len(POSITIONS) // 2, failures
+
+
+def _untrained(arch: str, size: int) -> LoadedModel:
+    torch.manual_seed(SEED)
+    return LoadedModel(model=build_model(arch).eval(),
+                       config=Config(arch=arch, image_size=size, channels_last=False), meta={},
+                       path=Path("untrained"))
+
+
+def test_the_default_map_of_resnet50_at_96_px_is_finer_than_3x3() -> None:
+    """The shipped model's size: its last block is 3 x 3 (every map a centred diamond), the
+    default map's grid is finer, and the grid said on screen is the block's real output size."""
+    loaded = _untrained("resnet50", 96)
+    assert map_grid(loaded, "layer4") == (3, 3)
+    rows, cols = map_grid(loaded)
+    assert rows > 3 and cols > 3
+    assert map_grid_text(loaded) == f"{rows} x {cols} cells of {96 // cols} px"
+    caught = {}
+    hooks = [cam_layer(loaded.model, name).register_forward_hook(
+        lambda module, args, out, name=name: caught.__setitem__(name, out.shape[-2:]))
+        for name in CAM_LAYERS]
+    with torch.inference_mode():
+        loaded.model(torch.zeros(1, 3, 96, 96))
+    for hook in hooks:
+        hook.remove()
+    assert {name: tuple(shape) for name, shape in caught.items()} == \
+        {name: map_grid(loaded, name) for name in CAM_LAYERS}
+
+
+@pytest.mark.parametrize("layer", list(CAM_LAYERS))
+def test_backpropagating_from_the_block_changes_no_map(layer, monkeypatch) -> None:
+    """The backward pass stops at the map's block (the cheap route); the map is the one a full
+    backward pass gives, and the weights need gradients again afterwards."""
+    loaded = _untrained("resnet18", SIZE)
+    image = blob_image(20.0, 40.0, seed=5)
+    fast = gradcam(loaded, image, target=1, layer=layer)
+    assert all(p.requires_grad for p in loaded.model.parameters())
+    monkeypatch.setattr(gradcam_module, "_gradients_from",
+                        lambda model, block: contextlib.nullcontext())
+    np.testing.assert_allclose(fast, gradcam(loaded, image, target=1, layer=layer), atol=1e-5)
+
+
+def test_unknown_layer_or_method_is_refused() -> None:
+    loaded = _untrained("resnet18", SIZE)
+    image = blob_image(20.0, 40.0, seed=5)
+    with pytest.raises(GalaxyError, match="layer"):
+        gradcam(loaded, image, layer="layer9")
+    with pytest.raises(GalaxyError, match="method"):
+        gradcam(loaded, image, method="nonsense")
+    with pytest.raises(GalaxyError, match="layer"):
+        map_grid(loaded, "conv1")
+    assert DEFAULT_METHOD in METHODS and DEFAULT_LAYER in CAM_LAYERS

@@ -112,8 +112,25 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
 
 
 def feature_layer(model: nn.Module) -> nn.Module:
-    """The last convolutional block: where Grad-CAM looks."""
+    """The last convolutional block (stride 32), whose output the head pools."""
     return model.bn2 if _head_name(model) == "classifier" else model.layer4[-1]
+
+
+CAM_LAYERS: dict[str, int] = {"layer4": 32, "layer3": 16, "layer2": 8}
+"""Blocks a class-activation map can look at, by ResNet stage name, with their stride: a map
+from one has ``ceil(input size / stride)`` cells a side. EfficientNet-Lite0's blocks of the same
+stride stand in for them (``bn2``, ``blocks[4]``, ``blocks[2]``)."""
+
+
+def cam_layer(model: nn.Module, name: str = "layer4") -> nn.Module:
+    """The block called ``name`` in :data:`CAM_LAYERS`; ``"layer4"`` is :func:`feature_layer`."""
+    if name not in CAM_LAYERS:
+        raise GalaxyError(f"unknown map layer {name!r}; choose one of {', '.join(CAM_LAYERS)}")
+    if name == "layer4":
+        return feature_layer(model)
+    if _head_name(model) == "classifier":
+        return model.blocks[{"layer3": 4, "layer2": 2}[name]]
+    return getattr(model, name)[-1]
 
 
 def set_threads(threads: int = 0) -> None:
