@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,35 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 9
     raise RuntimeError(f"streamlit did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+QUIET = ("--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false")
+"""Options the test servers add: no file watcher, no usage statistics."""
+
+
+@contextmanager
+def streamlit_app(env: dict[str, str], log: Path,
+                  options: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app.py`` from the repository on 127.0.0.1:<free port>, with ``env`` and
+    any further ``options``, its output in ``log``; yields (url, process) once it answers, and
+    always stops it."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", *options],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def server(assets, tmp_path_factory):  # noqa: F811
     """`streamlit run app.py` on 127.0.0.1:<free port>; always terminated at teardown."""
@@ -81,25 +112,9 @@ def server(assets, tmp_path_factory):  # noqa: F811
     else:
         env["GALAXY_MODEL_DIR"] = str(assets["model"])
         env.setdefault("GALAXY_PREPARED", str(assets["prepared"]))
-    port = free_port()
     log = tmp / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log)
+    with streamlit_app(env, log, QUIET) as (url, proc):
         yield {"url": url, "shipped": shipped, "log": log, "runs": tmp / "runs", "pid": proc.pid}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture

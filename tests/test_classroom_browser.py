@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.test_app import REPO, assets  # noqa: F401  (assets is a fixture)
-from tests.test_browser import (CHROMIUM, SLOW, browser_context_args,  # noqa: F401
-                                browser_type_launch_args, free_port, screenshot, wait_for_app,
-                                wait_healthy)
+from tests.test_app import assets  # noqa: F401  (assets is a fixture)
+from tests.test_browser import (CHROMIUM, QUIET, SLOW, browser_context_args,  # noqa: F401
+                                browser_type_launch_args, screenshot, streamlit_app,
+                                wait_for_app)
 
 pytestmark = pytest.mark.browser
 
@@ -42,25 +40,9 @@ def server(assets, tmp_path_factory):  # noqa: F811
     else:
         env["GALAXY_MODEL_DIR"] = str(assets["model"])
         env["GALAXY_PREPARED"] = str(assets["prepared"])
-    port = free_port()
     log = tmp / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log)
+    with streamlit_app(env, log, QUIET) as (url, _):
         yield {"url": url, "real": real, "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def metric(page, label: str) -> str:
@@ -79,7 +61,8 @@ def join_and_answer(context, url: str, code: str, nickname: str, answer: str):
     wait_for_app(page)
     page.get_by_label("Nickname", exact=True).fill(nickname)
     page.get_by_role("button", name="Join the class").click()
-    page.get_by_text("Spiral or elliptical?").wait_for(timeout=SLOW)
+    page.locator('[data-testid="stMain"]').get_by_text("Spiral or elliptical?").wait_for(
+        timeout=SLOW)
     page.get_by_role("button", name=answer, exact=True).click()
     page.get_by_text("The volunteers", exact=False).first.wait_for(timeout=SLOW)
     page.locator('img[src*="media"]').nth(1).wait_for(timeout=SLOW)  # the Grad-CAM

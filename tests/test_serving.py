@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_app import REPO
 from tests.test_browser import (browser_context_args, browser_type_launch_args,  # noqa: F401
-                                free_port, wait_healthy)
+                                streamlit_app)
 
 pytestmark = pytest.mark.browser
 
@@ -34,22 +34,8 @@ def served(tmp_path_factory):
     """``streamlit run app.py`` from the repository, with no option beyond address and port:
     everything else comes from .streamlit/config.toml, as with ``make run``."""
     log = tmp_path_factory.mktemp("serving") / "server.log"
-    port = free_port()
-    streamlit = Path(sys.executable).parent / "streamlit"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(streamlit), "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
-        yield f"http://127.0.0.1:{port}", proc, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with streamlit_app(dict(os.environ), log) as (url, proc):
+        yield url, proc, log
 
 
 def test_shipped_config_turns_the_file_watcher_off():
