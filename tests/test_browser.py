@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import draw_galaxy
 from tests.test_app import REPO, assets  # noqa: F401  (assets is a fixture)
@@ -377,11 +378,13 @@ def test_failures_page_refuses_paths_outside_the_data(server, page, assets, tmp_
     selector.locator("input").first.click()
     page.get_by_role("option", name="Run crafted", exact=True).click()
     page.get_by_text("Where does the model fail?").wait_for(timeout=SLOW)
-    page.get_by_text("is refused", exact=False).first.wait_for(timeout=SLOW)
+    main = page.locator('[data-testid="stMain"]')
+    # expect() retries: the run that follows picking a model may redraw the page a moment later
+    expect(main).to_contain_text("The report's image folder /etc is refused", timeout=SLOW)
     wait_for_app(page)
-    body = page.locator('[data-testid="stMain"]').inner_text()
+    expect(main).to_contain_text("The report's image folder /etc is refused", timeout=SLOW)
+    body = main.inner_text()
     assert "root:" not in body and "Traceback" not in body
-    assert "The report's image folder /etc is refused" in body
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "failures_refused.png", tmp_path)
 
