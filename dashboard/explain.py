@@ -76,9 +76,11 @@ def catalogue_input(_loaded: LoadedModel, model_key: str, path: str) -> np.ndarr
     return model_input(_loaded, load_image(Path(path)), survey="off")[0]
 
 
-def cam_caption(class_name: str) -> str:
+def cam_caption(loaded: LoadedModel, class_name: str) -> str:
+    """What the map shows, and how coarse it is (students otherwise read the smooth colours
+    as pixel-sharp)."""
     return (f"Grad-CAM for '{class_name}': red areas pushed the network towards {class_name}, "
-            "blue ones did not.")
+            f"blue ones did not. The map has {cams.map_grid_text(loaded)}, smoothed.")
 
 
 # --- maps of a report's galaxies, on disk --------------------------------------------------------
@@ -233,7 +235,7 @@ def show_galaxy(loaded: LoadedModel, model_key: str, row: dict[str, Any], classe
             predicted = row.get("predicted")
             if predicted in classes:
                 c.image(upscale(cam_overlay(loaded, model_key, arr, classes.index(predicted))),
-                        caption=cam_caption(predicted), width="stretch")
+                        caption=cam_caption(loaded, predicted), width="stretch")
         except GalaxyError as exc:
             st.error(one_line(exc))
     objid = one_line(row.get("objid"), 40).replace("`", "'")

@@ -7,13 +7,12 @@ require_app()  # first: a page opened on its own reroutes through app.py before 
 #                 import (torch, through dashboard.models: ~4 s on a server's first visit)
 
 import copy
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import memory, models, paths, uploads
+from dashboard import memory, models, paths, serving, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
 from dashboard.ui import one_line, thumbnail, upscale
@@ -24,7 +23,7 @@ from galaxy_core.evaluate.report import validation_threshold
 from galaxy_core.locations import default_data_root
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.prior import training_prior
-from galaxy_core.predict.classify import Prediction, classify_sources
+from galaxy_core.predict.classify import Prediction
 from galaxy_core.predict.inputs import ESCAPED_NOTE
 from galaxy_core.predict.population import MIN_FOR_ESTIMATE, PriorUsed, apply_prior
 from galaxy_core.predict.survey_match import prepare_for_model
@@ -177,8 +176,7 @@ if not items:
 
 def digest(name: str, data: bytes) -> str:
     framed_copy = framed_items.get(name)
-    return framed_copy.digest or framed_copy.error if framed_copy else \
-        hashlib.sha1(data).hexdigest()
+    return framed_copy.digest or framed_copy.error if framed_copy else serving.digest(data)
 
 
 def classify(items: list[tuple[str, bytes]]) -> list[Prediction]:
@@ -190,9 +188,7 @@ def classify(items: list[tuple[str, bytes]]) -> list[Prediction]:
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Classified {done} of {total}")
 
-    with models.lock(loaded):
-        done = iter(classify_sources(loaded, readable, survey=survey, batch_size=8,
-                                     progress=progress, keep_inputs=True))
+    done = iter(serving.classify_uploads(loaded, readable, survey, progress))
     bar.empty()
     preds = []
     for name, _ in items:
@@ -355,7 +351,7 @@ with c2:
     with st.spinner("Computing Grad-CAM…"):
         cam = cam_overlay(loaded, models.model_key(loaded), pred.model_input,
                           loaded.classes.index(explain))
-    cam_slot.image(upscale(cam), alt="Grad-CAM overlay", caption=cam_caption(explain))
+    cam_slot.image(upscale(cam), alt="Grad-CAM overlay", caption=cam_caption(loaded, explain))
 with c3:
     if pred.unusual:
         score = (f" (OOD score {pred.ood_score:.2f}, above {WARN_AT:g})"

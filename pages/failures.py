@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard import explain, models, paths
 from dashboard.ui import one_line, upscale
 from galaxy_core.errors import GalaxyError
-from galaxy_core.explain.gradcam import overlay
+from galaxy_core.explain.gradcam import map_grid_text, overlay
 from galaxy_core.model.store import report_dir
 
 SETS = {"failures": "Most confident failures", "uncertain": "Least confident successes",
@@ -190,7 +190,8 @@ for start in range(0, len(shown), per_row):
                          icon=":material/open_in_full:"):
                 details(row)
 st.caption("Each card: the galaxy as the model sees it, then the Grad-CAM of the predicted "
-           "class (red: what pushed the network to its answer).")
+           "class (red: what pushed the network to its answer; the map has "
+           f"{map_grid_text(loaded)}, smoothed).")
 
 if pending:
     bar = progress_slot.progress(0.0, text=f"Computing {len(pending)} Grad-CAM maps…")

@@ -1,0 +1,121 @@
+"""How the Classify page gets its answers when a whole class uses one server.
+
+Two things make thirty sessions cheap:
+
+- **Answers by content.** An answer depends only on the file's bytes, the survey-matching
+  option and the model. Every answer given is kept, server-wide, under those three (an LRU of
+  :data:`MAX_ANSWERS`, about 30 kB each for the model input it keeps), so the galaxy a teacher
+  hands out to the whole class is classified once, and a session that adds a file to its
+  uploads does not classify the earlier ones again.
+- **One shared pass.** What is not known yet goes to the model's
+  :class:`~galaxy_core.predict.batching.MicroBatcher`: uploads of concurrent sessions share
+  forward passes (about twice the throughput of one image at a time on 2 cores), one image from
+  each session in turn, so a one-file upload is not stuck behind someone's batch of twenty.
+
+The model's lock (``models.lock``) is still what keeps the batcher's passes and the Grad-CAM of
+the pages from using the network at the same time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import streamlit as st
+
+from dashboard.models import lock, model_key
+from galaxy_core.model.store import LoadedModel
+from galaxy_core.predict.batching import MicroBatcher
+from galaxy_core.predict.classify import Prediction, classify_sources
+from galaxy_core.predict.inputs import ESCAPED_NOTE, printable
+
+MAX_ANSWERS = 256
+MAX_BATCH = 8
+"""Images per shared forward pass: 8 views each, so 64 network inputs, where the per-image
+cost on 2 cores has stopped falling."""
+
+AnswerKey = tuple[str, str, str]  # (model key, survey option, sha1 of the bytes)
+
+
+class Answers:
+    """A thread-safe LRU of predictions; callers get copies, so nothing they change leaks into
+    another session."""
+
+    def __init__(self, limit: int = MAX_ANSWERS):
+        self.limit = limit
+        self._items: OrderedDict[AnswerKey, Prediction] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: AnswerKey) -> Prediction | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+        return copy.deepcopy(found)
+
+    def put(self, key: AnswerKey, pred: Prediction) -> None:
+        with self._lock:
+            self._items[key] = copy.deepcopy(pred)
+            self._items.move_to_end(key)
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@st.cache_resource
+def answers() -> Answers:
+    return Answers()
+
+
+@st.cache_resource(max_entries=4)
+def _batcher(key: str, _loaded: LoadedModel) -> MicroBatcher:
+    """One batcher per model (``key``: folder and stamp, the model itself left out of the
+    cache key)."""
+
+    def work(survey: Hashable, items: list[tuple[str, bytes]]) -> list[Prediction]:
+        with lock(_loaded):
+            return classify_sources(_loaded, items, survey=str(survey),
+                                    batch_size=max(1, len(items)), keep_inputs=True)
+
+    return MicroBatcher(work, max_batch=MAX_BATCH, name=f"classify {key}")
+
+
+def batcher(loaded: LoadedModel) -> MicroBatcher:
+    return _batcher(model_key(loaded), loaded)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def _as_named(pred: Prediction, name: str) -> Prediction:
+    """A known answer under the name this session gave the file."""
+    shown, escaped = printable(name)
+    pred.source = shown
+    pred.notes = ([ESCAPED_NOTE] if escaped else []) + [n for n in pred.notes
+                                                         if n != ESCAPED_NOTE]
+    return pred
+
+
+def classify_uploads(loaded: LoadedModel, items: list[tuple[str, bytes]], survey: str,
+                     progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+    """Predictions for ``items`` (name, bytes), in order: known answers from the server-wide
+    store, the rest from the shared batcher (then stored)."""
+    store, key = answers(), model_key(loaded)
+    keys = [(key, survey, digest(data)) for _, data in items]
+    preds: list[Prediction | None] = [store.get(k) for k in keys]
+    missing = [i for i, p in enumerate(preds) if p is None]
+    if missing:
+        fresh = batcher(loaded).run([items[i] for i in missing], group=survey,
+                                    progress=progress)
+        for i, pred in zip(missing, fresh):
+            if pred.ok:  # a failure may be passing (a slot, memory): try it again next time
+                store.put(keys[i], pred)
+            preds[i] = pred
+    return [_as_named(p, name) for p, (name, _) in zip(preds, items) if p is not None]
