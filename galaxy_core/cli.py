@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from galaxy_core import locations
-from galaxy_core.config import ARCHES, LITE0, LITE0_EXTRA, Config
+from galaxy_core.config import ARCHES, DEVICE_CHOICES, LITE0, LITE0_EXTRA, Config
 from galaxy_core.errors import GalaxyError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -60,11 +60,11 @@ TRAIN_BATCH = _number(int, 2, 4096)
 """BatchNorm needs at least two images in a training batch."""
 
 
-def _bar(desc: str, total: int | None = None):
+def _bar(desc: str, total: int | None = None, disable: bool | None = None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr,
-                disable=None)
+                disable=disable)
 
 
 def _progress(bar):
@@ -140,6 +140,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from galaxy_core.release.finalize import finalize_run
+    from galaxy_core.train.distributed import world_from_env
     from galaxy_core.train.loop import train
     from galaxy_core.train.run_folder import split_run_dir
 
@@ -153,10 +154,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.patience is None:
         config = config.replace(patience=0)  # keep the run's own patience
     splits = range(args.splits) if args.splits > 1 else [args.split]
+    main = world_from_env().is_main  # under torchrun, the first process speaks and packages
     results = []
     for split in splits:
         run_dir = split_run_dir(Path(args.out), split) if args.splits > 1 else Path(args.out)
-        bar = _bar(f"training {run_dir.name}")
+        bar = _bar(f"training {run_dir.name}", disable=None if main else True)
         bar.unit = "step"
 
         def on_step(done: int, total: int, info: dict[str, Any], bar=bar) -> None:
@@ -172,9 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       f"val_macro_f1 {row['val_macro_f1']:.4f} ({row['seconds']:.0f} s)")
         try:
             result = train(args.data, run_dir, config, split=split, resume=args.resume,
-                           on_step=on_step, on_epoch=on_epoch)
+                           on_step=on_step, on_epoch=on_epoch, device=args.device)
         finally:
             bar.close()
+        if not main:
+            continue
         if result.state == "interrupted":
             if result.history:
                 print(f"interrupted; epoch {result.history[-1]['epoch']} (the last finished "
@@ -403,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs with "
                    "native bf16; about 15x slower on AVX2-only CPUs)")
     p.add_argument("--no-tta", action="store_true", help="no rotation/flip averaging at test time")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where to train: auto = CUDA, then Apple MPS, then the CPU. Under "
+                   "torchrun each process takes the GPU of its LOCAL_RANK")
     p.add_argument("--split", type=SPLIT, default=0, help="which prepared split to train on")
     p.add_argument("--splits", type=N_SPLITS, default=1,
                    help="train and evaluate on splits 0..K-1 (OUT/split_k) and report mean ± std")

