@@ -2,7 +2,8 @@
 maps of a report's galaxies cached on disk; one galaxy's details (the dialog of the Failures and
 Evaluate pages).
 
-Sits above ``models`` (its per-model lock and stamp), ``paths`` and ``ui``; none imports it.
+Sits above ``models`` (its per-model lock and stamp), ``serving`` (maps from shared passes),
+``paths`` and ``ui``; none imports it.
 
 Maps on disk: the Failures page shows up to 48 galaxies, each with the Grad-CAM of its predicted
 class. They are computed once, in one pass after the cards are drawn, and kept in
@@ -32,12 +33,13 @@ import streamlit as st
 from dashboard import paths
 from dashboard.charts import probability_figure
 from dashboard.models import lock, stamp
+from dashboard.serving import class_map
 from dashboard.ui import one_line, upscale
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import KEPT_TABLE
 from galaxy_core.errors import GalaxyError
 from galaxy_core.explain import gradcam as cams
-from galaxy_core.explain.gradcam import gradcam, overlay
+from galaxy_core.explain.gradcam import overlay
 from galaxy_core.io_utils import atomic_write
 from galaxy_core.model.store import LoadedModel, report_dir
 from galaxy_core.predict.classify import model_input
@@ -51,9 +53,6 @@ SUBCLASSES = {"EL": "elliptical", "CW": "clockwise spiral", "ACW": "anticlockwis
 """Galaxy Zoo 1's leaf classes (the prepared table's ``leaf_class``), in words: the spirals are
 split by the way their arms wind on the sky, and discs seen edge-on (no arms visible) are a
 third kind of spiral."""
-BATCHED_NAMES = ("gradcam_many", "gradcam_batch", "gradcams")
-"""A batched map function of ``galaxy_core.explain.gradcam`` (images (N, H, W, 3), targets) ->
-maps (N, H, W), used when the library has one; otherwise the maps are made one by one."""
 
 _cache_lock = threading.Lock()
 _in_memory: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -65,9 +64,7 @@ def cam_overlay(_loaded: LoadedModel, model_key: str, image: np.ndarray,
     """Grad-CAM of ``target`` on ``image`` (uint8, as the model saw it), blended over it.
     ``model_key`` (``models.model_key``) keys the cache; the model itself is left out of it."""
     image = np.array(image)  # cached arrays come back read-only
-    with lock(_loaded):
-        cam = gradcam(_loaded, image, target=target)
-    return overlay(image, cam)
+    return overlay(image, class_map(_loaded, image, target))
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -86,7 +83,7 @@ def cam_caption(loaded: LoadedModel, class_name: str) -> str:
 # --- maps of a report's galaxies, on disk --------------------------------------------------------
 def recipe() -> str:
     """What a map depends on besides the model: the library's default layer and method."""
-    return (f"{getattr(cams, 'DEFAULT_LAYER', 'last')}-{getattr(cams, 'DEFAULT_METHOD', 'gradcam')}")
+    return f"{cams.DEFAULT_LAYER}-{cams.DEFAULT_METHOD}"
 
 
 def cache_key(loaded: LoadedModel) -> str:
@@ -140,26 +137,19 @@ def write_maps(path: Path, key: str, new: dict[str, np.ndarray]) -> bool:
 
 
 def compute_maps(loaded: LoadedModel, images: Sequence[np.ndarray], targets: Sequence[int],
-                 progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
-    """Grad-CAM maps of ``images`` (model inputs) for ``targets``, in one pass: the library's
-    batched function when it has one, else one image at a time (the model's lock is taken per
-    image, so a visitor on the Classify page is not kept waiting for the whole batch)."""
-    if not images:
-        return []
-    batched = next((getattr(cams, n) for n in BATCHED_NAMES if callable(getattr(cams, n, None))),
-                   None)
-    if batched is not None:
+                 progress: Callable[[int, int], None] | None = None,
+                 chunk: int = 8) -> list[np.ndarray]:
+    """Grad-CAM maps of ``images`` (model inputs) for ``targets``, ``chunk`` images per pass
+    (all their views together); the model's lock is taken per pass, so a visitor on the Classify
+    page waits for one pass, not for the whole set."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(images), chunk):
+        part = np.stack([np.asarray(i) for i in images[start:start + chunk]])
         with lock(loaded):
-            maps = batched(loaded, np.stack(images), list(targets))
+            out += cams.gradcam_many(loaded, part, [int(t) for t in
+                                                    targets[start:start + chunk]])
         if progress:
-            progress(len(images), len(images))
-        return [np.asarray(m, dtype=np.float32) for m in maps]
-    out = []
-    for n, (image, target) in enumerate(zip(images, targets), start=1):
-        with lock(loaded):
-            out.append(gradcam(loaded, np.array(image), target=int(target)))
-        if progress:
-            progress(n, len(images))
+            progress(len(out), len(images))
     return out
 
 

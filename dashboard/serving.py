@@ -12,8 +12,9 @@ Two things make thirty sessions cheap:
   forward passes (about twice the throughput of one image at a time on 2 cores), one image from
   each session in turn, so a one-file upload is not stuck behind someone's batch of twenty.
 
-The model's lock (``models.lock``) is still what keeps the batcher's passes and the Grad-CAM of
-the pages from using the network at the same time.
+Grad-CAM maps go through a batcher of their own (:func:`class_map`). The model's lock
+(``models.lock``) is what keeps the two batchers' passes, and the Failures page's map passes, from
+using the network at the same time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from collections.abc import Callable, Hashable
 import streamlit as st
 
 from dashboard.models import lock, model_key
+import numpy as np
+
+from galaxy_core.explain.gradcam import gradcam_many
 from galaxy_core.model.store import LoadedModel
 from galaxy_core.predict.batching import MicroBatcher
 from galaxy_core.predict.classify import Prediction, classify_sources
@@ -88,6 +92,24 @@ def _batcher(key: str, _loaded: LoadedModel) -> MicroBatcher:
 
 def batcher(loaded: LoadedModel) -> MicroBatcher:
     return _batcher(model_key(loaded), loaded)
+
+
+@st.cache_resource(max_entries=4)
+def _map_batcher(key: str, _loaded: LoadedModel) -> MicroBatcher:
+    """Grad-CAM maps share passes the same way (all 8 views of each image together)."""
+
+    def work(_: Hashable, items: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+        with lock(_loaded):
+            return gradcam_many(_loaded, np.stack([image for image, _ in items]),
+                                [target for _, target in items])
+
+    return MicroBatcher(work, max_batch=MAX_BATCH, name=f"grad-cam {key}")
+
+
+def class_map(loaded: LoadedModel, image: np.ndarray, target: int) -> np.ndarray:
+    """The Grad-CAM map of ``target`` on a model input, from a pass shared with the other
+    sessions asking at the same moment."""
+    return _map_batcher(model_key(loaded), loaded).run([(np.array(image), int(target))])[0]
 
 
 def digest(data: bytes) -> str:

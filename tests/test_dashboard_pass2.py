@@ -267,7 +267,7 @@ def test_failures_maps_are_computed_once_and_kept_on_disk(own_model, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("a map was computed again")
 
-    monkeypatch.setattr(explain, "gradcam", refuse)
+    monkeypatch.setattr(explain.cams, "gradcam_many", refuse)
     again = app("pages/failures.py")
     assert_clean(again)
     assert len(again.image) == cards

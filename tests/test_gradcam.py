@@ -26,7 +26,7 @@ from galaxy_core.data.tensors import to_tensor
 from galaxy_core.errors import GalaxyError
 from galaxy_core.explain import gradcam as gradcam_module
 from galaxy_core.explain.gradcam import (DEFAULT_LAYER, DEFAULT_METHOD, METHODS, gradcam,
-                                         map_grid, map_grid_text, overlay)
+                                         gradcam_many, map_grid, map_grid_text, overlay)
 from galaxy_core.model.build import CAM_LAYERS, build_model, cam_layer
 from galaxy_core.model.store import LoadedModel
 from tests.conftest import draw_galaxy
@@ -205,3 +205,20 @@ def test_unknown_layer_or_method_is_refused() -> None:
     with pytest.raises(GalaxyError, match="layer"):
         map_grid(loaded, "conv1")
     assert DEFAULT_METHOD in METHODS and DEFAULT_LAYER in CAM_LAYERS
+
+
+def test_maps_made_together_equal_maps_made_one_by_one(blob_finder) -> None:
+    """A shared pass (the Failures page, concurrent sessions) gives each image the map it gets
+    alone: maps are scaled per image and the network is in eval mode."""
+    images = np.stack([blob_image(30, 64, seed=1), blob_image(70, 40, seed=2),
+                       blob_image(48, 48, seed=3)])
+    targets = [1, 0, None]
+    together = gradcam_many(blob_finder, images, targets)
+    alone = [gradcam(blob_finder, image, target=t) for image, t in zip(images, targets)]
+    assert len(together) == 3
+    for a, b in zip(together, alone):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-4)
+    assert not np.allclose(together[0], together[1], atol=0.05), "the maps differ per image"
+    assert gradcam_many(blob_finder, images[:0], []) == []
+    with pytest.raises(ValueError):
+        gradcam_many(blob_finder, images, [1])

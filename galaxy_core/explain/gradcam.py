@@ -83,22 +83,45 @@ def gradcam(loaded: LoadedModel, image: np.ndarray, target: int | None = None,
     the block (``build.CAM_LAYERS``) and ``method`` the way its activations become a map
     (:data:`METHODS`).
     """
+    return gradcam_many(loaded, np.asarray(image)[None], [target], average_views, layer,
+                        method)[0]
+
+
+def gradcam_many(loaded: LoadedModel, images: np.ndarray, targets: list[int | None],
+                 average_views: bool = True, layer: str = DEFAULT_LAYER,
+                 method: str = DEFAULT_METHOD) -> list[np.ndarray]:
+    """:func:`gradcam` of several images (N, H, W, 3) in one pass: every view of every image
+    goes through the network together. Each map is scaled on its own, so a map does not
+    depend on the others in the pass; a pass of 8 images costs about half as much per image
+    as 8 single ones on a CPU (the Failures page and concurrent dashboard sessions share
+    passes)."""
     if method not in METHODS:
         raise GalaxyError(f"unknown map method {method!r}; choose one of {', '.join(METHODS)}")
+    if len(images) != len(targets):
+        raise ValueError(f"{len(images)} images but {len(targets)} targets")
+    if len(images) == 0:
+        return []
     cfg = loaded.config
     model = loaded.model.to(memory_format=torch.contiguous_format)
     block = cam_layer(model, layer)
-    x = to_tensor(image[None], cfg.mean, cfg.std, channels_last=False)
-    if target is None:
+    x = to_tensor(np.asarray(images), cfg.mean, cfg.std, channels_last=False)
+    if any(t is None for t in targets):
         with torch.inference_mode():
-            target = int(model(x).argmax(1).item())
+            predicted = model(x).argmax(1).tolist()
+        targets = [p if t is None else t for t, p in zip(targets, predicted)]
     views = DIHEDRAL_VIEWS if average_views else DIHEDRAL_VIEWS[:1]
-    batch = torch.cat([apply_view(x, view) for view in views])
+    batch = torch.cat([apply_view(x, view) for view in views])  # view-major: v * N + i
+    wanted = [ClassifierOutputTarget(int(t)) for _ in views for t in targets]
     with _gradients_from(model, block), METHODS[method](model=model, target_layers=[block]) as cam:
-        maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(target)] * len(views))
-    total = np.mean([undo_view(m, view) for m, view in zip(maps, views)], axis=0)
-    peak = float(total.max())
-    return (total / peak if peak > 0 else total).astype(np.float32)
+        maps = cam(input_tensor=batch, targets=wanted)
+    n = len(images)
+    out = []
+    for i in range(n):
+        total = np.mean([undo_view(maps[v * n + i], view) for v, view in enumerate(views)],
+                        axis=0)
+        peak = float(total.max())
+        out.append((total / peak if peak > 0 else total).astype(np.float32))
+    return out
 
 
 @contextmanager
