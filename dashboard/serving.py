@@ -24,6 +24,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 
 import streamlit as st
 
@@ -45,12 +46,13 @@ AnswerKey = tuple[str, str, str]  # (model key, survey option, sha1 of the bytes
 
 
 class Answers:
-    """A thread-safe LRU of predictions; callers get copies, so nothing they change leaks into
-    another session."""
+    """A thread-safe LRU of predictions, and the ones being made right now; callers get
+    copies, so nothing they change leaks into another session."""
 
     def __init__(self, limit: int = MAX_ANSWERS):
         self.limit = limit
         self._items: OrderedDict[AnswerKey, Prediction] = OrderedDict()
+        self._making: dict[AnswerKey, Future] = {}
         self._lock = threading.Lock()
 
     def get(self, key: AnswerKey) -> Prediction | None:
@@ -61,12 +63,40 @@ class Answers:
             self._items.move_to_end(key)
         return copy.deepcopy(found)
 
-    def put(self, key: AnswerKey, pred: Prediction) -> None:
+    def claim(self, key: AnswerKey) -> Prediction | Future | None:
+        """The known answer; or the future of one another session is making (two students
+        sending the same galaxy at once wait for one pass); or None, and the caller now makes
+        it and must :meth:`settle` the key."""
         with self._lock:
-            self._items[key] = copy.deepcopy(pred)
-            self._items.move_to_end(key)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return copy.deepcopy(found)
+            if key in self._making:
+                return self._making[key]
+            self._making[key] = Future()
+            return None
+
+    def settle(self, key: AnswerKey, pred: Prediction | None,
+               error: BaseException | None = None) -> None:
+        """Hand the answer of a claimed key to those waiting, and keep it if it succeeded (a
+        failure may be passing: a slot, memory; it is tried again next time)."""
+        with self._lock:
+            future = self._making.pop(key, None)
+            if pred is not None and pred.ok:
+                self._items[key] = copy.deepcopy(pred)
+                self._items.move_to_end(key)
+                while len(self._items) > self.limit:
+                    self._items.popitem(last=False)
+        if future is not None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(copy.deepcopy(pred))
+
+    def put(self, key: AnswerKey, pred: Prediction) -> None:
+        self.claim(key)
+        self.settle(key, pred)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -128,16 +158,34 @@ def _as_named(pred: Prediction, name: str) -> Prediction:
 def classify_uploads(loaded: LoadedModel, items: list[tuple[str, bytes]], survey: str,
                      progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
     """Predictions for ``items`` (name, bytes), in order: known answers from the server-wide
-    store, the rest from the shared batcher (then stored)."""
+    store, answers other sessions are making right now when they are done, the rest from the
+    shared batcher."""
     store, key = answers(), model_key(loaded)
     keys = [(key, survey, digest(data)) for _, data in items]
-    preds: list[Prediction | None] = [store.get(k) for k in keys]
-    missing = [i for i, p in enumerate(preds) if p is None]
-    if missing:
-        fresh = batcher(loaded).run([items[i] for i in missing], group=survey,
-                                    progress=progress)
-        for i, pred in zip(missing, fresh):
-            if pred.ok:  # a failure may be passing (a slot, memory): try it again next time
-                store.put(keys[i], pred)
+    preds: list[Prediction | None] = [None] * len(items)
+    mine, theirs = [], []
+    for i, k in enumerate(keys):
+        found = store.claim(k)
+        if isinstance(found, Prediction):
+            preds[i] = found
+        elif isinstance(found, Future):
+            theirs.append((i, found))
+        else:
+            mine.append(i)
+    if mine:
+        try:
+            fresh = batcher(loaded).run([items[i] for i in mine], group=survey,
+                                        progress=progress)
+        except BaseException as exc:
+            for i in mine:
+                store.settle(keys[i], None, exc)
+            raise
+        for i, pred in zip(mine, fresh):
+            store.settle(keys[i], pred)
             preds[i] = pred
+    for i, future in theirs:
+        try:
+            preds[i] = copy.deepcopy(future.result())
+        except Exception:  # their pass failed: make it here
+            preds[i] = batcher(loaded).run([items[i]], group=survey)[0]
     return [_as_named(p, name) for p, (name, _) in zip(preds, items) if p is not None]

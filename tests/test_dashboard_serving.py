@@ -67,3 +67,31 @@ def test_sessions_share_answers_under_their_own_names(env, counted):  # noqa: F8
     third.segmented_control[0].set_value("on").run()
     third.file_uploader[0].upload("galaxy.png", data, "image/png").run()
     assert counted == ["galaxy.png", "galaxy.png"]
+
+
+def test_the_same_galaxy_sent_at_once_is_made_once():
+    """Two sessions claiming one galaxy at the same moment: one makes it, the other waits for
+    that answer; a failed making reaches the waiter and nothing is kept."""
+    import threading
+
+    from dashboard.serving import Answers
+    from galaxy_core.predict.classify import Prediction
+
+    store = Answers(limit=2)
+    key = ("model@1", "auto", "abc")
+    assert store.claim(key) is None, "the first one makes it"
+    waiting = store.claim(key)
+    assert waiting is not None and not isinstance(waiting, Prediction)
+    threading.Timer(0.1, store.settle, args=(key, Prediction("a.png", "spiral", 0.9, 0.1))).start()
+    got = waiting.result(timeout=5)
+    assert got.label == "spiral" and isinstance(store.claim(key), Prediction)
+    other = ("model@1", "auto", "def")
+    assert store.claim(other) is None
+    waiter = store.claim(other)
+    store.settle(other, None, RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError):
+        waiter.result(timeout=5)
+    assert store.claim(other) is None, "a failure is not kept: the next one tries again"
+    for n in range(3):
+        store.put(("model@1", "auto", str(n)), Prediction(f"{n}.png", "elliptical", 0.1, 0.9))
+    assert len(store) == 2, "bounded"
