@@ -190,6 +190,19 @@ def join_link(code: str) -> str | None:
     return None if base is None else f"{base}/classroom?{CODE_PARAM}={quote(code)}"
 
 
+def join_qr(link: str, scale: int = 8) -> bytes:
+    """The join link as a QR code (PNG): a class of phones joins by pointing the camera at the
+    projector, with no link to type. Error correction M, so a projector's glare or a
+    smudged screen still reads."""
+    import io
+
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(link, error="m", micro=False).save(buffer, kind="png", scale=scale, border=2)
+    return buffer.getvalue()
+
+
 def teacher_link(teacher_key: str) -> str | None:
     base = app_address()
     return None if base is None else f"{base}/teacher?{TEACHER_PARAM}={quote(teacher_key)}"

@@ -178,8 +178,9 @@ def links(info: ClassInfo) -> None:
         join = cls.join_link(info.code)
         _, note = cls.student_address()
         if join:
-            st.caption("Join link for students (the code is filled in)")
+            st.caption("Join link for students (the code is filled in), or let them scan it")
             st.code(join, language=None)
+            st.image(cls.join_qr(join), width=180, caption="Scan to join")
         if note:
             st.warning(note)
         teach = cls.teacher_link(info.teacher_key)

@@ -439,3 +439,20 @@ def test_a_link_to_another_class_joins_that_class(env, lesson):
     join(at, "Ada")
     clean(at)
     assert "**Year 10**" in texts(at)
+
+
+def test_join_qr_code_reads_back_as_the_join_link():
+    """The QR code a teacher projects decodes (OpenCV's detector, as a phone camera would) to
+    exactly the join link, code included."""
+    import cv2
+    import numpy as np
+
+    from dashboard.classroom import join_qr
+
+    link = "http://192.168.1.20:8501/classroom?code=K7PXM3"
+    png = join_qr(link)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    assert text == link
+    assert join_qr(link.replace("K7PXM3", "ABCD23")) != png
