@@ -505,17 +505,6 @@ def test_prepare_leaves_no_partial_output(failure, gz1, tmp_path, monkeypatch):
         assert not list(tmp_path.glob(".out_*.prepare-*"))
 
 
-def test_prepare_estimates_memory_before_decoding(gz1, tmp_path, capsys, monkeypatch):
-    import galaxy_core.data.prepare as prepare_module
-
-    monkeypatch.setattr(prepare_module, "_available_memory", lambda: 1000)
-    out = tmp_path / "prepared"
-    code, _, err = run_cli(_prepare_args(gz1, out), capsys)
-    assert code == 2
-    assert_one_clear_line(err, "memory", "--image-size")
-    assert not out.exists()
-
-
 def _edit_csv(path: Path, change: Callable[[list[str]], list[str]]) -> None:
     lines = path.read_text().splitlines()
     path.write_text("\n".join(change(lines)) + "\n")

@@ -6,16 +6,15 @@ funnel (rows read -> uncertain dropped -> no image -> kept per class) can be rep
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
+from galaxy_core.data import pool
 from galaxy_core.data.catalogues import LEAF_NAMES, LEAF_TO_LABEL
-from galaxy_core.data.imageio import IMAGE_SUFFIXES, load_image
-from galaxy_core.errors import CatalogueError, ImageLoadError
+from galaxy_core.data.imageio import IMAGE_SUFFIXES
+from galaxy_core.errors import CatalogueError
 from galaxy_core.io_utils import is_inside
 
 Progress = Callable[[int, int], None]
@@ -93,36 +92,31 @@ def attach_images_by_id(labels: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
     return out
 
 
-def _probe(path: Path) -> tuple[str, str]:
-    """Decode one image fully; return (drop reason or '', content hash)."""
-    if not path.is_file():
-        return REASON_MISSING, ""
-    try:
-        data = path.read_bytes()
-        load_image(data)
-    except (ImageLoadError, OSError):
-        return REASON_UNREADABLE, ""
-    return "", hashlib.sha1(data).hexdigest()
+PROBE_CHUNK = 32
+"""Images per chunk sent to a worker: large enough that sending it costs nothing next to the
+decoding, small enough that the progress bar moves and Ctrl-C stops within a second or two."""
 
 
 def check_images(frame: pd.DataFrame, image_dir: Path, progress: Progress | None = None,
-                 workers: int = 2) -> pd.DataFrame:
+                 workers: int = 1) -> pd.DataFrame:
     """Mark rows whose image is missing, unreadable or an exact copy of another row's image.
 
-    Only rows still in play (empty ``drop_reason``) are opened. Exact duplicates would leak the
-    same picture into train and test, so the second and later copies are dropped.
+    Only rows still in play (empty ``drop_reason``) are opened. Every image is fully decoded,
+    which is CPU work: ``workers`` processes share it (the result does not depend on how many).
+    Exact duplicates would leak the same picture into train and test, so the second and later
+    copies are dropped.
     """
     out = frame.copy()
     todo = out.index[out["drop_reason"] == ""]
     names = out.loc[todo, "image"].fillna("")
     paths = [image_dir / n if n and is_inside(image_dir, n) else None for n in names]
-    results: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = [pool.submit(_probe, p) if p else None for p in paths]
-        for i, job in enumerate(jobs):
-            results.append(job.result() if job else (REASON_MISSING, ""))
-            if progress and (i % 64 == 0 or i == len(jobs) - 1):
-                progress(i + 1, len(jobs))
+    results: list[tuple[str, str]] = [(REASON_MISSING, "")] * len(paths)
+    reasons = {pool.MISSING: REASON_MISSING, pool.UNREADABLE: REASON_UNREADABLE, "": ""}
+
+    def store(start: int, chunk: list[tuple[str, str]]) -> None:
+        results[start:start + len(chunk)] = [(reasons[r], h) for r, h in chunk]
+
+    pool.run_chunks(pool.probe_chunk, paths, store, workers, PROBE_CHUNK, progress)
     out.loc[todo, "drop_reason"] = [r for r, _ in results]
     out.loc[todo, "sha1"] = [h for _, h in results]
     dup = out["sha1"].notna() & (out["sha1"] != "") & out["sha1"].duplicated(keep="first")

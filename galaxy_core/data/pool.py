@@ -1,0 +1,161 @@
+"""Image decoding spread over worker processes, for ``galaxy prepare --workers N``: the work a
+worker does (check a chunk of images, decode and frame a chunk) and the pool that hands it out.
+
+Decoding and cropping a 423 px JPEG is CPU work done mostly in Python and PIL while the GIL is
+held (the crop, the galaxy finder, the numpy conversion), so threads do not scale it; processes
+do. Work goes out in chunks of consecutive items and the results come back in item order,
+whatever the number of workers, so everything built from them (the cache, the drop reasons) is
+the same with one worker or many.
+
+The worker functions live here, beside the pool, because this module imports only what
+decoding needs: the fork server imports it once and every worker is a fork of that, ready at
+once (the modules that call it pull in pandas and scikit-learn, seconds of start-up per worker
+on a busy machine). One worker runs in the calling process: no pool, the plain reference path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from galaxy_core.data.imageio import load_image
+from galaxy_core.data.preprocess import crop_and_resize
+from galaxy_core.errors import GalaxyError, ImageLoadError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)`` in items, after every chunk."""
+
+AHEAD_PER_WORKER = 2
+"""Chunks handed out per worker before the oldest is collected: enough to keep every worker
+busy while the caller stores a result, few enough that memory holds a handful of chunks, never
+the whole job."""
+
+
+class WorkerError(GalaxyError):
+    """A worker process died (killed, out of memory) instead of returning its chunk."""
+
+
+MISSING, UNREADABLE = "missing", "unreadable"
+"""What :func:`probe_chunk` says of an image it could not use (``""`` for a usable one)."""
+
+
+def probe_chunk(paths: Sequence[Path | None]) -> list[tuple[str, str]]:
+    """For each image (None: no usable name): ``(MISSING | UNREADABLE | "", sha1 of its
+    bytes)``, decoding each one fully, as a check must."""
+    out = []
+    for path in paths:
+        if path is None or not path.is_file():
+            out.append((MISSING, ""))
+            continue
+        try:
+            data = path.read_bytes()
+            load_image(data)
+        except (ImageLoadError, OSError):
+            out.append((UNREADABLE, ""))
+            continue
+        out.append(("", hashlib.sha1(data).hexdigest()))
+    return out
+
+
+def decode_chunk(paths: Sequence[Path], crop_fraction: float, size: int,
+                 crop_radii: float = 0.0) -> np.ndarray:
+    """Decode, crop and resize a chunk of images into (n, size, size, 3) uint8."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = crop_and_resize(load_image(path), crop_fraction, size, crop_radii)
+    return out
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers: int) -> int:
+    """A usable worker count, or a one-line error (0 or a negative number does no work)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise GalaxyError(f"the number of workers must be a whole number >= 1, got {workers!r}")
+    return workers
+
+
+def _ignore_sigint() -> None:
+    """Workers ignore Ctrl-C: the terminal sends it to the whole process group, and the parent
+    alone decides what to do (stop handing out chunks, clean up its temporary files); a worker
+    finishes its chunk and exits with the pool instead of printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """A start method that is safe in a process that already runs threads (torch, tqdm,
+    Streamlit): a fork server started clean, with this module (and so the decoders) imported
+    once in it, so each worker starts by a cheap fork of that. Spawn where there is no fork
+    server."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def run_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T],
+               store: Callable[[int, R], None], workers: int = 1, chunk_size: int = 32,
+               progress: Progress | None = None) -> None:
+    """Call ``store(start, work(items[start:start + chunk_size]))`` for every chunk, in order.
+
+    ``work`` must be a module-level function (or a ``functools.partial`` of one) so it can be
+    sent to a worker, best one of this module's (already imported in every worker); ``store``
+    runs in this process. At most ``AHEAD_PER_WORKER`` chunks per worker are in flight. An
+    exception in ``work`` is raised here; on any exception, Ctrl-C included, no further chunk
+    is started and the pool is shut down before it propagates. Workers start by importing the
+    caller's main module, so a script that asks for more than one worker must guard its entry
+    point (``if __name__ == "__main__"``), as the ``galaxy`` command does.
+    """
+    check_workers(workers)
+    total, chunk_size = len(items), max(1, chunk_size)
+    starts = range(0, total, chunk_size)
+    if workers == 1 or len(starts) <= 1:
+        for start in starts:
+            chunk = items[start:start + chunk_size]
+            store(start, work(chunk))
+            if progress:
+                progress(start + len(chunk), total)
+        return
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(starts)),
+                               mp_context=_context(), initializer=_ignore_sigint)
+    pending: deque[tuple[int, Future]] = deque()
+    try:
+        queue = iter(starts)
+        for start in queue:
+            pending.append((start, pool.submit(work, items[start:start + chunk_size])))
+            if len(pending) >= workers * AHEAD_PER_WORKER:
+                break
+        while pending:
+            start, future = pending.popleft()
+            result = future.result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(work, items[nxt:nxt + chunk_size])))
+            store(start, result)
+            if progress:
+                progress(min(start + chunk_size, total), total)
+    except BrokenProcessPool:
+        raise WorkerError(f"a worker process died while decoding images (out of memory or "
+                          f"killed); try fewer --workers than {workers}") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
