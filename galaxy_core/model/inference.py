@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,25 +58,84 @@ class NetworkOutput:
     """(N, D) penultimate features of the image as given (the first view), when asked for."""
 
 
+class Network(Protocol):
+    """A network :func:`run_network` can run other than a torch module (the ONNX Runtime one in
+    :mod:`galaxy_core.model.onnx_network`): one batch in, its logits and features out.
+
+    Only the forward pass differs between back ends; the views, their averaging and the
+    features of the first view stay here, so every back end answers the same question.
+    """
+
+    n_classes: int
+    n_features: int
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N, C) and penultimate features (N, D), float32, for a float32 normalised
+        NCHW batch (C-contiguous)."""
+        ...
+
+
+class _TorchRunner:
+    """A torch module behind the runner interface: the features are caught by a hook on the
+    head's input, so they come from the very pass that gives the logits."""
+
+    def __init__(self, model: nn.Module, channels_last: bool, features: bool) -> None:
+        model.eval()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model, self.channels_last = model, channels_last
+        head = classifier_layer(model)
+        self.n_classes, self.n_features = head.out_features, head.in_features
+        self._caught: list[torch.Tensor] = []
+        self._hook = head.register_forward_hook(
+            lambda m, inp, out: self._caught.append(inp[0].float())) if features else None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.model(x)
+        caught = self._caught[-1] if self._caught else None
+        self._caught.clear()
+        return logits, caught
+
+    def close(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+
+
+class _NetworkRunner:
+    """A :class:`Network` behind the runner interface: NCHW numpy in, tensors out."""
+
+    channels_last = False
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.n_classes, self.n_features = network.n_classes, network.n_features
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = self.network(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+        return torch.from_numpy(np.asarray(logits)), torch.from_numpy(np.asarray(features))
+
+    def close(self) -> None:
+        pass
+
+
 @torch.inference_mode()
-def run_network(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
+def run_network(model: nn.Module | Network, images: np.ndarray, mean: tuple[float, ...],
                 std: tuple[float, ...], tta: bool = True, batch_size: int = 64,
                 channels_last: bool = True, features: bool = False,
                 progress: Callable[[int, int], None] | None = None,
                 views: int = 8) -> NetworkOutput:
     """Logits for uint8 images (N, H, W, 3), averaged over the first ``views`` dihedral views
     when ``tta``, and, with ``features``, the penultimate features caught on the way through
-    the same forward pass (no second pass for the OOD score)."""
+    the same forward pass (no second pass for the OOD score).
+
+    ``model`` is a torch module or any :class:`Network` (ONNX Runtime); ``channels_last`` is a
+    torch memory layout and applies to torch modules only."""
     if views not in VIEW_CHOICES:
         raise ValueError(f"views must be one of {VIEW_CHOICES}, got {views}")
     tta = tta and views > 1
-    model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    head = classifier_layer(model)
-    caught: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda m, inp, out: caught.append(inp[0].float())) \
-        if features else None
+    runner = _TorchRunner(model, channels_last, features) if isinstance(model, nn.Module) \
+        else _NetworkRunner(model)
+    channels_last = runner.channels_last
     logits_out, features_out = [], []
     try:
         for start in range(0, len(images), batch_size):
@@ -86,26 +146,24 @@ def run_network(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
                 if tta:
                     view = view.contiguous(memory_format=torch.channels_last) if channels_last \
                         else view.contiguous()
-                logits.append(model(view))
-                if hook is not None and i == 0:
-                    features_out.append(caught[-1])
-                caught.clear()
+                view_logits, view_features = runner(view)
+                logits.append(view_logits)
+                if features and i == 0:
+                    features_out.append(view_features)
             batch_logits = torch.stack(logits).mean(0) if tta else logits[0]
             logits_out.append(batch_logits.float().numpy())
             if progress:
                 progress(min(start + batch_size, len(images)), len(images))
     finally:
-        if hook is not None:
-            hook.remove()
-    n_classes = head.out_features
+        runner.close()
     return NetworkOutput(
         logits=np.concatenate(logits_out) if logits_out
-        else np.zeros((0, n_classes), dtype=np.float32),
+        else np.zeros((0, runner.n_classes), dtype=np.float32),
         features=(torch.cat(features_out).numpy() if features_out
-                  else np.zeros((0, head.in_features), dtype=np.float32)) if features else None)
+                  else np.zeros((0, runner.n_features), dtype=np.float32)) if features else None)
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, mean: tuple[float, ...],
+def predict_logits(model: nn.Module | Network, images: np.ndarray, mean: tuple[float, ...],
                    std: tuple[float, ...], tta: bool = True, batch_size: int = 64,
                    channels_last: bool = True,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -140,6 +198,14 @@ class Inference:
     """(N,) out-of-distribution scores; None for a model folder without an OOD reference."""
 
 
+def network_of(loaded: LoadedModel) -> nn.Module | Network:
+    """The network :func:`infer` runs for ``loaded``: the one a back end attached
+    (``galaxy_core.predict.backend.use_backend`` sets ``loaded.network``), else the torch module.
+    ``loaded.model`` itself stays the torch module, which Grad-CAM needs."""
+    network = getattr(loaded, "network", None)
+    return loaded.model if network is None else network
+
+
 def infer(loaded: LoadedModel, images: np.ndarray, batch_size: int = 64,
           progress: Callable[[int, int], None] | None = None,
           views: int | None = None) -> Inference:
@@ -149,7 +215,7 @@ def infer(loaded: LoadedModel, images: np.ndarray, batch_size: int = 64,
     cfg = loaded.config
     n_views = views if views is not None else (8 if cfg.tta else 1)
     wants_ood = loaded.ood is not None and len(images) > 0
-    out = run_network(loaded.model, images, cfg.mean, cfg.std, tta=n_views > 1,
+    out = run_network(network_of(loaded), images, cfg.mean, cfg.std, tta=n_views > 1,
                       batch_size=batch_size, channels_last=cfg.channels_last,
                       features=wants_ood, progress=progress, views=n_views)
     scores = ood_scores(out.features, loaded.ood, images) if wants_ood else None

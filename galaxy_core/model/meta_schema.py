@@ -18,6 +18,7 @@ import numpy as np
 
 from galaxy_core.config import ARCHES, CLASSES, Config
 from galaxy_core.errors import ModelLoadError
+from galaxy_core.model.onnx_network import INT8_FILE
 
 MAX_META_BYTES = 16 * 2**20
 """model.json of a real model is a few hundred kB (its training history included)."""
@@ -132,6 +133,46 @@ def check_meta(meta: Any, path: Path) -> None:
     _in_range(path, "temperature", meta.get("temperature", 1.0), *TEMPERATURE_RANGE)
     _vector(path, "logit_bias", meta.get("logit_bias", [0.0] * len(classes)), len(classes),
             -MAX_ABS_BIAS, MAX_ABS_BIAS)
+    if "onnx" in meta:
+        check_onnx_record(meta["onnx"], path)
+
+
+def _sha256(path: Path, field: str, value: Any) -> None:
+    if not (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value)):
+        raise _fail(path, field, "must be a SHA-256 (64 hex digits)", value)
+
+
+def check_onnx_record(record: Any, path: Path) -> None:
+    """The "onnx" block ``galaxy export --onnx`` writes: which weights the ONNX files came from
+    and how the int8 file measured against the float32 one. It decides whether ``--backend
+    auto`` trusts ``model.int8.onnx``, so its file name is fixed (never a path elsewhere), its
+    hash well formed and its verdict a boolean."""
+    if not isinstance(record, dict):
+        raise _fail(path, "onnx", "must be an object", record)
+    _sha256(path, "onnx.weights_sha256", record.get("weights_sha256"))
+    int8 = record.get("int8")
+    if int8 is None:
+        return
+    if not isinstance(int8, dict):
+        raise _fail(path, "onnx.int8", "must be an object", int8)
+    if int8.get("file") != INT8_FILE:
+        raise _fail(path, "onnx.int8.file", f"must be {INT8_FILE!r}", int8.get("file"))
+    if not isinstance(int8.get("kept"), bool):
+        raise _fail(path, "onnx.int8.kept", "must be true or false", int8.get("kept"))
+    _sha256(path, "onnx.int8.sha256", int8.get("sha256"))
+    gate = int8.get("gate")
+    if not isinstance(gate, dict) or not isinstance(gate.get("passed"), bool):
+        raise _fail(path, "onnx.int8.gate", "must be an object with 'passed' true or false",
+                    gate)
+    if int8["kept"] and not gate["passed"]:
+        raise _fail(path, "onnx.int8.kept", "cannot be true when the gate did not pass")
+    for name in ("fp32", "int8"):
+        scores = gate.get(name)
+        if not isinstance(scores, dict):
+            raise _fail(path, f"onnx.int8.gate.{name}", "must be an object", scores)
+        for key in ("accuracy", "macro_f1"):
+            _in_range(path, f"onnx.int8.gate.{name}.{key}", scores.get(key), 0, 1)
 
 
 def check_ood(state: dict[str, np.ndarray], n_features: int, path: Path) -> None:

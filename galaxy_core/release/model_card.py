@@ -12,7 +12,8 @@ from galaxy_core.evaluate.report import PLOT_FILES, accepted_at, load_report, se
 from galaxy_core.evaluate.prior_shift import prior_shift_table
 from galaxy_core.io_utils import read_json, write_text
 from galaxy_core.model.prior import training_prior
-from galaxy_core.model.store import META_FILE, report_dir
+from galaxy_core.model.onnx_network import INT8_FILE, file_sha256
+from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, report_dir
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -121,6 +122,48 @@ def _population_lines(test: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _onnx_lines(meta: dict[str, Any], model_dir: Path) -> list[str]:
+    """The ONNX Runtime files and how the int8 one measured against float32 (``galaxy export
+    --onnx``): a reader deciding on ``--backend onnx-int8`` sees what it costs in accuracy.
+    Nothing when the record is not of this folder (carried over by an fp16 export: other
+    weights, or a kept file that is not here)."""
+    record = meta.get("onnx", {})
+    int8 = record.get("int8")
+    weights = model_dir / WEIGHTS_FILE
+    if not int8 or not weights.is_file() or record.get("weights_sha256") != file_sha256(weights) \
+            or (int8.get("kept") and not (model_dir / INT8_FILE).is_file()):
+        return []
+    gate = int8.get("gate", {})
+    fp32, q8, moves = gate.get("fp32", {}), gate.get("int8", {}), gate.get("move_points", {})
+    cal = int8.get("calibration", {})
+    verdict = ("kept: both moved by at most" if int8.get("kept")
+               else "**not kept**: a move exceeded") + f" {gate.get('max_move_points')} points"
+    lines = ["", "## ONNX Runtime", "",
+             "`galaxy export MODEL --onnx` writes `model.onnx` (float32, the same answers as "
+             "torch within float rounding; not shipped, written on first use of `galaxy predict "
+             "--backend onnx`) and `model.int8.onnx`: static int8 "
+             f"({int8.get('quantization')}), calibrated on {cal.get('images')} validation "
+             f"galaxies, {int8.get('bytes', 0) / 2**20:.1f} MiB. Float32 → int8 on the "
+             f"{gate.get('n')} test galaxies ({gate.get('views')} views, calibrated "
+             "probabilities):", "",
+             "| metric | float32 | int8 | move (points) |", "|---|---|---|---|"]
+    four = (lambda v: "n/a" if v is None else f"{v:.4f}")
+    for key, label, fmt in (("accuracy", "accuracy", _pct), ("macro_f1", "macro-F1", four)):
+        lines.append(f"| {label} | {fmt(fp32.get(key))} | {fmt(q8.get(key))} | "
+                     f"{moves.get(key, float('nan')):+.2f} |")
+    lines += ["", f"Same label for {_pct(gate.get('same_label'))} of the galaxies; p(spiral) "
+              f"moved by {gate.get('mean_abs_diff_p_spiral', float('nan')):.4f} on average, at "
+              f"most {gate.get('max_abs_diff_p_spiral', float('nan')):.3f}."]
+    ood = gate.get("ood")
+    if ood:
+        lines[-1] += (f" The OOD warning agreed for {_pct(ood.get('same_warning'))} (score moved "
+                      f"by at most {ood.get('max_abs_diff', float('nan')):.3f}).")
+    lines += ["", f"The int8 file is {verdict} (`galaxy predict --backend onnx-int8`, or `auto`). "
+              "The figures elsewhere in this card are the torch network's, which `--backend "
+              "torch` (the default) and the dashboard give exactly."]
+    return lines
+
+
 def render_model_card(model_dir: Path, notes: str = "") -> str:
     meta: dict[str, Any] = read_json(model_dir / META_FILE)
     cfg = meta.get("config", {})
@@ -204,6 +247,7 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
             lines += ["", f"For scale: one test split of {n} galaxies at {_pct(accuracy)} "
                       f"accuracy has a binomial standard error of {100 * se:.1f} points on its "
                       "own, so a smaller spread between splits is within sampling noise."]
+    lines += _onnx_lines(meta, model_dir)
     lines += ["", "Plots: " + ", ".join(f"`report_test/{name}`" for name in PLOT_FILES) + ".", "",
               "## Intended use and limits",
               "- Intended: SDSS-like colour cutouts (gri composites, galaxy centred, ~0.4 arcsec/px "
