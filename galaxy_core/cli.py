@@ -7,8 +7,6 @@ Exit codes: 0 success; 1 ``predict`` could not classify some inputs; 2 bad usage
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import signal
 import sys
@@ -87,7 +85,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                          mapping=Path(args.mapping) if args.mapping else None,
                          labels=Path(args.labels) if args.labels else None,
                          folders=args.folders, use_flags=args.use_flags, n_splits=args.splits,
-                         export=args.export, build_cache=not args.no_cache)
+                         export=args.export, build_cache=not args.no_cache, workers=args.workers)
     with _bar("checking images") as check, _bar("building cache") as cache:
         prepared = prepare(req, config, _progress(check), _progress(cache))
     s = prepared.summary
@@ -244,19 +242,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     from galaxy_core.data.prepared import open_prepared
     from galaxy_core.release.export import export_model
 
-    prepared = open_prepared(args.data)
-    with _bar("re-evaluating") as bar:
+    if not args.out and not args.onnx:
+        raise GalaxyError("give --out TARGET (an fp16 copy), or --onnx (ONNX files in SOURCE)")
+    data = args.data or str(locations.prepared_dir())
+    if args.onnx and not args.data and not Path(data).is_dir():
+        prepared = None  # the int8 file needs data; model.onnx alone does not
+        print(f"no prepared data at {data}: writing model.onnx only (give --data for "
+              "model.int8.onnx)", file=sys.stderr)
+    else:
+        prepared = open_prepared(data)
+    if args.out:
+        with _bar("re-evaluating") as bar:
+            update = _progress(bar)
+
+            def progress(part: str, done: int, total: int) -> None:
+                bar.set_description(f"re-evaluating {part}", refresh=False)
+                update(done, total)
+            record = export_model(args.source, args.out, prepared, half=not args.fp32,
+                                  progress=progress, stability=args.stability)
+        m = record["metrics"]["test"]
+        print(f"exported {args.source} -> {args.out} ({record['weights_dtype']}); test accuracy "
+              f"{m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f}")
+    if args.onnx:
+        _export_onnx(Path(args.out or args.source), prepared)
+    return EXIT_OK
+
+
+def _export_onnx(folder: Path, prepared: Any) -> None:
+    """``galaxy export --onnx``: model.onnx, and model.int8.onnx through its gate."""
+    from galaxy_core.release.onnx_export import export_onnx
+
+    with _bar("ONNX") as bar:
         update = _progress(bar)
 
-        def progress(part: str, done: int, total: int) -> None:
-            bar.set_description(f"re-evaluating {part}", refresh=False)
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description(f"ONNX: {stage}", refresh=False)
             update(done, total)
-        record = export_model(args.source, args.out, prepared, half=not args.fp32,
-                              progress=progress, stability=args.stability)
-    m = record["metrics"]["test"]
-    print(f"exported {args.source} -> {args.out} ({record['weights_dtype']}); test accuracy "
-          f"{m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f}")
-    return EXIT_OK
+        record = export_onnx(folder, prepared, progress=progress)
+    print(f"wrote {folder / 'model.onnx'} (float32)")
+    int8 = record.get("int8")
+    if int8:
+        gate, moves = int8["gate"], int8["gate"]["move_points"]
+        verdict = f"kept ({int8['bytes'] / 2**20:.1f} MiB)" if int8["kept"] else "NOT kept"
+        print(f"model.int8.onnx {verdict}: test accuracy {gate['fp32']['accuracy']:.4f} -> "
+              f"{gate['int8']['accuracy']:.4f} ({moves['accuracy']:+.2f} points), macro-F1 "
+              f"{gate['fp32']['macro_f1']:.4f} -> {gate['int8']['macro_f1']:.4f} "
+              f"({moves['macro_f1']:+.2f} points); allowed +-{gate['max_move_points']} points")
 
 
 PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
@@ -264,15 +295,37 @@ PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "su
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from galaxy_core.model.store import load_model
-    from galaxy_core.predict.classify import classify_sources
-    from galaxy_core.predict.inputs import find_inputs
-    from galaxy_core.predict.population import apply_prior
+    from itertools import chain
 
+    from galaxy_core.model.store import load_model
+    from galaxy_core.predict.backend import use_backend
+    from galaxy_core.predict.catalogue import Catalogue, CatalogueRequest, parse_columns
+    from galaxy_core.predict.inputs import count_if_cheap
+    from galaxy_core.predict.jobs import path_jobs
+    from galaxy_core.predict.runner import PredictionRun, PredictOptions
+
+    catalogue_options = [f"--{name.replace('_', '-')}" for name in
+                         ("path_column", "bytes_column", "id_columns") if getattr(args, name)]
+    if args.catalogue and args.paths:
+        raise GalaxyError("give image files and folders, or --catalogue, not both")
+    if not args.catalogue and not args.paths:
+        raise GalaxyError("give image files or folders to classify, or --catalogue TABLE")
+    if catalogue_options and not args.catalogue:
+        raise GalaxyError(f"{', '.join(catalogue_options)} only go with --catalogue")
     loaded = load_model(args.model or locations.model_dir())
-    entries = find_inputs(args.paths)
-    if not entries:
-        raise GalaxyError("the given folder(s) hold no files")
+    loaded = use_backend(loaded, args.backend, note=lambda text: print(text, file=sys.stderr))
+    if args.catalogue:
+        catalogue = Catalogue(CatalogueRequest(Path(args.catalogue), args.path_column,
+                                               args.bytes_column, parse_columns(args.id_columns)))
+        jobs, total = catalogue.jobs(), catalogue.count()
+        id_columns = catalogue.request.id_columns
+    else:
+        jobs, total = path_jobs(args.paths, args.output), count_if_cheap(args.paths)
+        id_columns = ()
+    first = next(jobs, None)
+    if first is None:
+        raise GalaxyError("the catalogue has no rows" if args.catalogue
+                          else "the given folder(s) hold no files")
     threshold = None
     if args.accept_at is not None:
         from galaxy_core.evaluate.report import validation_threshold
@@ -280,43 +333,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
         threshold = validation_threshold(loaded.path, args.accept_at)
         print(f"accepting answers with p >= {threshold:.3f} ({args.accept_at:.0%} accurate on "
               "validation)", file=sys.stderr)
-    with _bar("classifying", len(entries)) as bar:
-        preds = classify_sources(loaded, entries, survey=args.survey_match,
-                                 batch_size=args.batch_size, progress=_progress(bar))
-    prior = apply_prior(preds, loaded.meta, args.prior)
+    options = PredictOptions(output=args.output, resume=args.resume, survey=args.survey_match,
+                             batch_size=args.batch_size, views=args.views,
+                             workers=args.workers,
+                             prior=args.prior, threshold=threshold, id_columns=id_columns)
+    engine = None
+    if args.engine == "ray":
+        from galaxy_core.predict import ray_engine
+
+        print(f"engine: {ray_engine.start(args.ray_address)}", file=sys.stderr)
+
+        def engine(todo):
+            return ray_engine.ray_batches(todo, Path(loaded.path), loaded.config,
+                                          args.survey_match, args.batch_size, args.views,
+                                          getattr(loaded, "backend", "torch"))
+    elif args.ray_address:
+        raise GalaxyError("--ray-address only goes with --engine ray")
+    run = PredictionRun(loaded, options)
+    try:
+        todo = run.skip_done(chain([first], jobs))
+        done = run.tally.resumed
+        if done:
+            print(f"resuming: {done} row(s) already in {args.output}", file=sys.stderr)
+        with _bar("classifying", total) as bar:
+            bar.initial = bar.n = bar.last_print_n = done  # the rate counts this run's rows only
+            run.classify(todo, bar.update, engine)
+        tally = run.finish()
+    except KeyboardInterrupt:
+        if args.output:
+            print(f"interrupted; the rows made so far are in {args.output}: run the same command "
+                  "with --resume to continue", file=sys.stderr)
+        raise
+    finally:
+        run.close()
+    prior = tally.prior
     if prior.estimate:
         print(prior.estimate.describe(), file=sys.stderr)
     elif prior.source == "given":
         print(f"probabilities for a population with {prior.fraction:.1%} spirals",
               file=sys.stderr)
-    buffer = io.StringIO()
-    columns = PREDICT_COLUMNS + (("accepted",) if threshold is not None else ())
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for p in preds:
-        row = p.row()
-        row["prior"] = f"{prior.fraction:.4f}" if p.ok else ""
-        if threshold is not None:
-            row["accepted"] = int(p.accepted(threshold)) if p.ok else ""
-        writer.writerow(row)
     if args.output:
-        from galaxy_core.io_utils import write_text
-
-        write_text(args.output, buffer.getvalue())
-        print(f"wrote {len(preds)} rows to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(buffer.getvalue())
-    failed = sum(1 for p in preds if p.failed)
-    skipped = sum(1 for p in preds if p.skipped)
-    unusual = sum(1 for p in preds if p.unusual)
-    if unusual:
-        print(f"warning: {unusual} input(s) look unlike the training galaxies (ood_score > 1); "
-              "treat their labels with caution", file=sys.stderr)
-    if skipped:
-        print(f"{skipped} entr{'y' if skipped == 1 else 'ies'} in the folder(s) not images "
-              "(their rows say 'skipped')", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(preds)} input(s) could not be classified (see the error "
+        print(f"wrote {tally.written} rows to {args.output}"
+              + (f" ({tally.resumed} were there already)" if tally.resumed else ""),
+              file=sys.stderr)
+    if tally.unusual:
+        print(f"warning: {tally.unusual} input(s) look unlike the training galaxies (ood_score > "
+              "1); treat their labels with caution", file=sys.stderr)
+    if tally.skipped:
+        print(f"{tally.skipped} entr{'y' if tally.skipped == 1 else 'ies'} in the folder(s) not "
+              "images (their rows say 'skipped')", file=sys.stderr)
+    if tally.failed:
+        print(f"{tally.failed} of {tally.rows} input(s) could not be classified (see the error "
               "column)", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
@@ -324,6 +391,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from galaxy_core.data.pool import default_workers
+
     data_root = locations.default_data_root()
     prepared = locations.prepared_dir()
     model_help = f"model folder (default: $GALAXY_MODEL_DIR, else the shipped model " \
@@ -368,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true",
                    help="also link/copy the kept images into OUT/spirals and OUT/ellipticals")
     p.add_argument("--no-cache", action="store_true", help="skip building the cache")
+    p.add_argument("--workers", type=_number(int, 1, 1024), default=default_workers(),
+                   help="processes that decode the images (checking them and building the "
+                   "cache); the result is the same for any number (default: the CPUs)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", formatter_class=fmt, help="train a classifier on a prepared folder",
@@ -427,42 +499,98 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default MODEL/report_PART)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16)",
+    p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16, ONNX)",
                        description="Copy a finished model folder (e.g. runs/NAME/model) to OUT "
                        "with fp16 weights, carry over its calibration and OOD reference, and "
                        "measure the validation and test reports again with the exported weights "
-                       "(model.json metrics and MODEL_CARD.md are rewritten).")
+                       "(model.json metrics and MODEL_CARD.md are rewritten). --onnx writes "
+                       "model.onnx (float32) into the model folder (OUT, else SOURCE) and, with "
+                       "the prepared data, model.int8.onnx: static int8 calibrated on validation "
+                       "galaxies, kept only if test accuracy and macro-F1 each move by at most "
+                       "0.5 points (recorded in model.json and the model card).")
     p.add_argument("source", help="model folder written by galaxy train (RUN/model)")
-    p.add_argument("--out", required=True, help=f"target folder (e.g. {locations.SHIPPED_MODEL_DIR})")
-    p.add_argument("--data", default=str(prepared),
-                   help="prepared folder the model was trained on ($GALAXY_PREPARED changes the "
-                   "default)")
+    p.add_argument("--out", help=f"target folder (e.g. {locations.SHIPPED_MODEL_DIR}); "
+                   "required unless --onnx")
+    p.add_argument("--data", help=f"prepared folder the model was trained on (default {prepared}; "
+                   "$GALAXY_PREPARED changes it); with --onnx alone, a missing default only "
+                   "skips the int8 file")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx and, with data, the gated model.int8.onnx")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--stability", metavar="RUN",
                    help="a finished 'galaxy train --splits K' folder: its mean ± std over splits "
                    "(and the recipe that measured it) go into model.json and the model card")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", formatter_class=fmt, help="classify image files or folders",
+    p = sub.add_parser("predict", formatter_class=fmt,
+                       help="classify image files, folders or a catalogue",
                        description="Classify images (JPEG, PNG, TIFF, FITS, ...; folders are "
                        "searched, and every entry found gets a row: files that are not images "
-                       "say 'skipped', unreadable folders and files say why). Writes CSV: "
-                       "path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes,prior. "
+                       "say 'skipped', unreadable folders and files say why), or the rows of a "
+                       "catalogue (--catalogue). Rows are written as they are made: CSV "
+                       "(path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes,"
+                       "prior, after any --id-columns) or, for an --output ending in .parquet, "
+                       "a folder of Parquet part files. A stopped run continues with --resume. "
                        "Exit 0 if all inputs were classified, 1 if some could not be (see "
                        "'error'), 2 for bad usage.")
-    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="*", help="image files or folders (folders are walked in name "
+                   "order, lazily: the first rows come before the whole folder is listed)")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--output", "-o", help="CSV file to write (default: stdout)")
+    p.add_argument("--output", "-o", help="where rows go as they are made: a CSV file, or a "
+                   "name ending in .parquet for a folder of Parquet part files (a part every "
+                   "5000 rows or minute; read the folder as one table with pandas, pyarrow, "
+                   "DuckDB, ...); default: CSV on stdout. An existing output is refused "
+                   "unless --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an output a stopped run left (even by kill -9): rows already "
+                   "there are checked against the inputs in order and not made again; give the "
+                   "same inputs and options. A missing output is started")
+    p.add_argument("--catalogue", metavar="TABLE",
+                   help="classify the images a CSV or Parquet table names (--path-column; "
+                   "relative paths are read against the table's folder) or holds "
+                   "(--bytes-column); each table row gets one output row, in order")
+    p.add_argument("--path-column", metavar="COL", help="catalogue column with image paths")
+    p.add_argument("--bytes-column", metavar="COL",
+                   help="Parquet catalogue column holding the image files' bytes (binary, or a "
+                   "Hugging Face Image struct {bytes, path}); read one row group at a time")
+    p.add_argument("--id-columns", metavar="A,B,...",
+                   help="catalogue columns copied, as text, into the first output columns "
+                   "(e.g. OBJID,RA,DEC)")
     p.add_argument("--survey-match", choices=("auto", "on", "off"), default="auto",
                    help="rescale foreign (e.g. Hubble) images to look like SDSS cutouts: auto = "
                    "only for images that are not SDSS-like cutouts")
     p.add_argument("--batch-size", type=BATCH, default=32, help="images per forward pass")
+    p.add_argument("--workers", type=_number(int, 0, 1024), default=default_workers(),
+                   metavar="N", help="processes reading and framing images while the network "
+                   "runs (default: the CPUs available; 0 = in this process; a run of one batch "
+                   "or less always reads in process). The answers are the same for every N")
+    p.add_argument("--views", type=int, choices=(1, 4, 8),
+                   help="rotations/mirror images averaged per galaxy: 8 (all), 4 (rotations), "
+                   "1 (the image as given; about 8x faster, a little less accurate); default: "
+                   "the model's own setting, 8 for the shipped model")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process and --workers reading processes; ray: a Ray Data "
+                   "job (reading in Ray tasks, the network in an actor pool, one model load "
+                   "per actor) on a local Ray over this machine's CPUs, or on the cluster at "
+                   "--ray-address / $RAY_ADDRESS; same rows, same output and --resume. "
+                   "Needs pip install .[ray]")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
+                   "starting a local Ray; default $RAY_ADDRESS")
+    p.add_argument("--backend", choices=("torch", "onnx", "onnx-int8", "auto"), default="torch",
+                   help="engine that runs the network: torch gives exactly the numbers of the "
+                   "model card and the dashboard; onnx (ONNX Runtime, float32: model.onnx, "
+                   "exported on first use) the same within rounding, faster; onnx-int8 "
+                   "(model.int8.onnx from 'galaxy export --onnx') faster still, probabilities "
+                   "within a few hundredths; auto: the fastest of these the model folder and the "
+                   "installed packages allow (never builds the int8 file)")
     p.add_argument("--prior", type=_prior, default="train", metavar="P|train|estimate",
                    help="spiral fraction of your population: 'train' keeps the training mix "
                    "(26%% spirals, the calibration measured on test), a number such as 0.5 "
                    "moves every probability to that mix, 'estimate' fits this batch's own "
-                   "fraction (EM, with a bootstrap interval; needs >= 20 galaxies) and uses it. "
-                   "Column 'prior' records the fraction used")
+                   "fraction (EM, with a bootstrap interval; needs >= 20 galaxies) and uses it: "
+                   "rows are written at the training mix, then the output is read back and "
+                   "rewritten once at the end. Column 'prior' records the fraction used")
     p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
                    help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "

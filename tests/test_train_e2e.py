@@ -168,9 +168,10 @@ def test_cli_evaluate_and_predict(prepared_dir, finished_run, tmp_path, capsys):
     val_rows = load_report(model_dir / "report_val")["predictions"]
     kept = [r for r in val_rows if max(r["p_spiral"], 1 - r["p_spiral"]) >= threshold]
     assert sum(r["true"] == r["predicted"] for r in kept) / len(kept) >= 0.5
-    assert main(["predict", str(images), "--model", str(model_dir), "--output", str(csv_path),
-                 "--accept-at", "0.5"]) == 1
-    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    accepted_path = tmp_path / "pred_accepted.csv"  # an existing output is never overwritten
+    assert main(["predict", str(images), "--model", str(model_dir), "--output",
+                 str(accepted_path), "--accept-at", "0.5"]) == 1
+    rows = list(csv.DictReader(io.StringIO(accepted_path.read_text())))
     assert rows[0]["accepted"] == rows[2]["accepted"] == ""
     for row in (rows[1], rows[3]):
         confident = max(float(row["p_spiral"]), float(row["p_elliptical"])) >= threshold - 1e-4

@@ -3,6 +3,10 @@ row: files as given, folders searched recursively. Nothing found is passed over 
 folder that cannot be read, a link to a folder that is not followed, a file that is not an image
 all get their own entry with the reason, so the output accounts for every name.
 
+:func:`iter_inputs` gives the same entries one at a time, walking folders lazily, so that
+``galaxy predict`` can start on the first file of a folder of millions and hold no list of them;
+:func:`find_inputs` is the list, sorted by full path.
+
 Names are made printable here too: a file name that is not valid UTF-8 (bytes from another
 system) or holds a control character (a carriage return breaks a CSV row) is shown with
 backslash escapes, and the entry says so.
@@ -11,7 +15,7 @@ backslash escapes, and the entry says so.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +88,52 @@ def find_inputs(paths: Iterable[str | Path]) -> list[Entry]:
         else:
             out.append(Entry(path))
     return out
+
+
+def _walk(folder: Path, exclude: str | None = None) -> Iterator[Entry]:
+    """The entries :func:`_search` finds, one at a time: each folder's files in name order,
+    then its subfolders in name order, depth first. The order is fixed for a given tree (what
+    ``galaxy predict --resume`` relies on), though not the global path order of
+    :func:`find_inputs`, which needs the whole list. ``exclude`` (an absolute path) is passed
+    over: the output of the run itself, when it is written inside a folder being searched."""
+    problems: list[Entry] = []
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        problems.append(Entry(where, in_folder=where != folder,
+                              problem=f"folder cannot be read ({error.strerror or error})"))
+
+    def kept(base: Path, name: str) -> bool:
+        return exclude is None or os.path.abspath(base / name) != exclude
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        yield from problems
+        problems.clear()
+        base = Path(root)
+        dirs[:] = sorted((d for d in dirs if kept(base, d)), key=os.fsencode)  # walk order
+        found = [Entry(base / name, in_folder=True, skippable=True,
+                       problem="link to a folder, not followed")
+                 for name in dirs if (base / name).is_symlink()]
+        found += [Entry(base / name, in_folder=True, skippable=not _is_image_name(base / name))
+                  for name in files if kept(base, name)]
+        yield from sorted(found, key=lambda e: os.fsencode(e.path.name))
+    yield from problems
+
+
+def iter_inputs(paths: Iterable[str | Path], exclude: str | Path | None = None) -> Iterator[Entry]:
+    """Entries for files as given and for everything inside the given folders, lazily, in a
+    fixed order (see :func:`_walk`); folder searches pass over ``exclude``."""
+    skip = os.path.abspath(exclude) if exclude is not None else None
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from _walk(path, skip)
+        else:
+            yield Entry(path)
+
+
+def count_if_cheap(paths: Iterable[str | Path]) -> int | None:
+    """How many entries :func:`iter_inputs` will give, when that needs no folder walk (only
+    files were named); None otherwise."""
+    paths = list(paths)
+    return None if any(Path(p).is_dir() for p in paths) else len(paths)

@@ -51,6 +51,7 @@ whose centred source on a dark, noisy sky the network also maps near the galaxie
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -66,9 +67,10 @@ from galaxy_core.data.galaxy_finder import (
     sky_level,
 )
 from galaxy_core.data.preprocess import crop_and_resize
-from galaxy_core.model.inference import run_network
 from galaxy_core.model.ood import WARN_AT, ood_scores
-from galaxy_core.model.store import LoadedModel
+
+if TYPE_CHECKING:  # torch only where the network runs: the pixel checks run in torch-free
+    from galaxy_core.model.store import LoadedModel  # worker processes (predict.stream)
 
 MAX_OFFSET = 0.36
 """Largest distance of the source from the frame centre (fraction of the shorter side): training
@@ -202,10 +204,12 @@ def whole_frame_scores(loaded: LoadedModel, frames: np.ndarray,
     """Feature distance of :func:`whole_frame` images in units of the model's OOD scale (the
     same reference and units as the OOD score; one view, no rotation averaging). None for a
     model folder without an OOD reference."""
+    from galaxy_core.model.inference import network_of, run_network
+
     if loaded.ood is None or not len(frames):
         return None
     cfg = loaded.config
-    out = run_network(loaded.model, frames, cfg.mean, cfg.std, tta=False, batch_size=batch_size,
+    out = run_network(network_of(loaded), frames, cfg.mean, cfg.std, tta=False, batch_size=batch_size,
                       channels_last=cfg.channels_last, features=True)
     return ood_scores(out.features, loaded.ood)
 

@@ -1,0 +1,224 @@
+"""A catalogue as ``galaxy predict`` input: a table (CSV or Parquet) whose rows name image files
+(``--path-column``) or hold the images themselves (``--bytes-column``, Parquet only), with id
+columns (``--id-columns``) carried into the output so answers join back to the catalogue.
+
+Rows are read a chunk at a time (CSV through the ``csv`` module, Parquet one row group at a
+time), so memory does not grow with the catalogue; for images held as bytes it is about one
+row group of them. Relative paths are read against the catalogue's own folder, so a catalogue
+and its images can be moved together; absolute paths are read as they are.
+
+Every catalogue row gives exactly one output row, in order. A row that names nothing readable
+(an empty path, a CSV row with fewer cells than the header, null bytes) gets its row with an
+error saying which row and why; a file that is missing or unreadable gets the loader's error,
+as a file named on the command line does. A column that is not in the catalogue at all is a
+usage error before anything is read.
+
+Image bytes are taken from a binary column, or from a struct column with a ``bytes`` field
+(the way Hugging Face ``datasets`` stores an ``Image`` feature: ``{bytes, path}``); a row's
+``path`` cell is then its ``--path-column`` value, else the struct's ``path``, else ``row N``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from galaxy_core.errors import CatalogueError
+from galaxy_core.predict.inputs import Entry
+from galaxy_core.predict.jobs import Job
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+BATCH_ROWS = 256
+"""Parquet rows converted to Python at a time (images as bytes are the large part)."""
+COUNT_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CatalogueRequest:
+    """What ``--catalogue``, ``--path-column``, ``--bytes-column`` and ``--id-columns`` say."""
+
+    path: Path
+    path_column: str | None = None
+    bytes_column: str | None = None
+    id_columns: tuple[str, ...] = ()
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.path.name.lower().endswith(PARQUET_SUFFIXES)
+
+
+def parse_columns(text: str | None) -> tuple[str, ...]:
+    """``--id-columns OBJID,RA,DEC`` as a tuple (spaces around names ignored)."""
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if any(not n for n in names):
+        raise CatalogueError(f"--id-columns {text!r} has an empty name; give names separated "
+                             "by commas, e.g. OBJID,RA,DEC")
+    if len(set(names)) != len(names):
+        raise CatalogueError(f"--id-columns {text!r} names a column twice")
+    return names
+
+
+class Catalogue:
+    """The rows of one catalogue as :class:`~galaxy_core.predict.jobs.Job`; opening it checks
+    that the file is readable and has every column asked for."""
+
+    def __init__(self, request: CatalogueRequest) -> None:
+        self.request = request
+        path = request.path
+        if not request.path_column and not request.bytes_column:
+            raise CatalogueError("--catalogue needs --path-column (image file names) or "
+                                 "--bytes-column (images held in a Parquet column)")
+        if request.bytes_column and not request.is_parquet:
+            raise CatalogueError(f"--bytes-column needs a Parquet catalogue ({path.name} is read "
+                                 "as CSV); image bytes cannot be held in a CSV cell")
+        if not path.is_file():
+            raise CatalogueError(f"catalogue {path} not found" if not path.exists()
+                                 else f"catalogue {path} is not a file")
+        self.columns = self._read_header()
+        wanted = [c for c in (*request.id_columns, request.path_column, request.bytes_column)
+                  if c]
+        missing = [c for c in wanted if c not in self.columns]
+        if missing:
+            shown = ", ".join(self.columns[:20]) + (", ..." if len(self.columns) > 20 else "")
+            raise CatalogueError(f"{path.name} has no column {', '.join(map(repr, missing))} "
+                                 f"(its columns: {shown})")
+        if request.bytes_column:
+            self._check_bytes_column()
+
+    def _check_bytes_column(self) -> None:
+        """The bytes column must hold binary values (or a struct with a binary ``bytes``
+        field); text or numbers there mean another column was meant."""
+        import pyarrow as pa
+
+        column = self.request.bytes_column
+        kind = self._parquet().schema_arrow.field(column).type
+        if pa.types.is_struct(kind):
+            names = [kind.field(i).name for i in range(kind.num_fields)]
+            kind = kind.field("bytes").type if "bytes" in names else kind
+        if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+                or pa.types.is_fixed_size_binary(kind) or pa.types.is_binary_view(kind)):
+            raise CatalogueError(f"column {column!r} of {self.request.path.name} holds {kind}, "
+                                 "not image bytes (binary, or a struct with a 'bytes' field)")
+
+    # --- reading ------------------------------------------------------------------------------
+    def _open_text(self) -> IO[str]:
+        """The CSV as text; bytes that are not UTF-8 survive as surrogates, so a file name in
+        another encoding still opens the file it names."""
+        path = self.request.path
+        if path.name.lower().endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape",
+                             newline="")
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+    def _parquet(self) -> Any:
+        from galaxy_core.predict.writers import _pyarrow
+
+        _, pq = _pyarrow()
+        try:
+            return pq.ParquetFile(self.request.path)
+        except Exception as exc:  # pyarrow raises its own types for a file that is not Parquet
+            raise CatalogueError(f"catalogue {self.request.path.name} cannot be read as "
+                                 f"Parquet ({' '.join(str(exc).split())[:200]})") from None
+
+    def _read_header(self) -> list[str]:
+        if self.request.is_parquet:
+            return list(self._parquet().schema_arrow.names)
+        try:
+            with self._open_text() as handle:
+                return next(csv.reader(handle), [])
+        except (OSError, csv.Error, EOFError) as exc:
+            raise CatalogueError(f"catalogue {self.request.path.name} cannot be read "
+                                 f"({exc})") from None
+
+    def count(self) -> int | None:
+        """Rows in the catalogue when that is cheap: Parquet's footer says it; a plain CSV's
+        lines are counted (a quoted cell holding a line break would count twice, which only
+        the progress bar sees); None for a compressed CSV."""
+        if self.request.is_parquet:
+            return int(self._parquet().metadata.num_rows)
+        if self.request.path.name.lower().endswith(".gz"):
+            return None
+        lines, last = 0, b"\n"
+        with open(self.request.path, "rb") as handle:
+            while block := handle.read(COUNT_BLOCK):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        lines += last != b"\n"
+        return max(0, lines - 1)
+
+    def jobs(self) -> Iterator[Job]:
+        """One job per catalogue row, in the catalogue's order."""
+        rows = self._parquet_rows() if self.request.is_parquet else self._csv_rows()
+        for number, (values, problem) in enumerate(rows, start=1):
+            yield self._job(number, values, problem)
+
+    def _csv_rows(self) -> Iterator[tuple[dict[str, Any], str]]:
+        wanted = [c for c in (*self.request.id_columns, self.request.path_column) if c]
+        index = {c: self.columns.index(c) for c in wanted}
+        try:
+            with self._open_text() as handle:
+                reader = csv.reader(handle)
+                next(reader, None)
+                for cells in reader:
+                    if not cells:
+                        continue  # a blank line is no row (as in every CSV reader)
+                    values = {c: cells[i] if i < len(cells) else None for c, i in index.items()}
+                    short = len(cells) < len(self.columns) and any(v is None
+                                                                     for v in values.values())
+                    yield values, (f"{len(cells)} cells where the header has "
+                                   f"{len(self.columns)}" if short else "")
+        except (OSError, csv.Error, EOFError) as exc:
+            raise CatalogueError(f"catalogue {self.request.path.name} cannot be read "
+                                 f"({exc})") from None
+
+    def _parquet_rows(self) -> Iterator[tuple[dict[str, Any], str]]:
+        request = self.request
+        wanted = [c for c in (*request.id_columns, request.path_column, request.bytes_column)
+                  if c]
+        wanted = list(dict.fromkeys(wanted))
+        try:
+            for batch in self._parquet().iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+                values = {c: batch.column(c).to_pylist() for c in wanted}
+                for i in range(batch.num_rows):
+                    yield {c: values[c][i] for c in wanted}, ""
+        except CatalogueError:
+            raise
+        except Exception as exc:
+            raise CatalogueError(f"catalogue {request.path.name} cannot be read "
+                                 f"({' '.join(str(exc).split())[:200]})") from None
+
+    # --- one row ------------------------------------------------------------------------------
+    def _job(self, number: int, values: dict[str, Any], problem: str) -> Job:
+        request = self.request
+        ids = tuple("" if values.get(c) is None else str(values[c]) for c in request.id_columns)
+        path_value = values.get(request.path_column) if request.path_column else None
+        path_text = "" if path_value is None else str(path_value)
+        if problem:
+            return Job(None, ids, problem=f"catalogue row {number}: {problem}", shown=path_text)
+        if request.bytes_column:
+            return self._bytes_job(number, values.get(request.bytes_column), ids, path_text)
+        if not path_text.strip():
+            return Job(None, ids, shown=path_text, problem=f"catalogue row {number}: no path in "
+                       f"column {request.path_column!r}")
+        path = Path(path_text)
+        return Job(Entry(path if path.is_absolute() else request.path.parent / path), ids)
+
+    def _bytes_job(self, number: int, value: Any, ids: tuple[str, ...], name: str) -> Job:
+        column = self.request.bytes_column
+        if isinstance(value, dict):  # a Hugging Face Image feature: {bytes, path}
+            name = name or str(value.get("path") or "")
+            value = value.get("bytes")
+        name = name or f"row {number}"
+        if value is None:
+            return Job(None, ids, shown=name,
+                       problem=f"catalogue row {number}: no image bytes in column {column!r}")
+        return Job((name, bytes(value)), ids)
+
+
+__all__ = ["Catalogue", "CatalogueRequest", "parse_columns"]
