@@ -91,9 +91,17 @@ class _TorchRunner:
             lambda m, inp, out: self._caught.append(inp[0].float())) if features else None
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One view's logits and features, on the CPU whatever device the module is on (a
+        model being trained on a GPU is validated through here)."""
+        device = next(self.model.parameters()).device
+        if device.type != "cpu":
+            x = x.to(device, non_blocking=True)
         logits = self.model(x)
         caught = self._caught[-1] if self._caught else None
         self._caught.clear()
+        if device.type != "cpu":
+            logits = logits.float().cpu()
+            caught = None if caught is None else caught.cpu()
         return logits, caught
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""The training loop: cached uint8 arrays in memory, batch augmentation on tensors, AdamW with
+"""The training loop: cached uint8 arrays (memory maps: batches are gathered from the file, so
+resident memory does not grow with the dataset), batch augmentation on tensors, AdamW with
 warm-up and cosine decay, class-weighted loss, early stopping on validation loss, and a
 checkpoint after every epoch. It ends with the best weights in the run folder; turning them into a
 model folder is the release step's job (``galaxy_core.release``), which ``galaxy train`` runs
