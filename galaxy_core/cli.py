@@ -211,12 +211,24 @@ def _write_split_summary(out: Path, model_dirs: list[Path | None]) -> dict[str, 
     return summary
 
 
+def _on_device(loaded: Any, device: str) -> Any:
+    """The loaded model with its torch network on ``device`` (model/device.py; inference
+    follows the network's device and hands results back on the CPU)."""
+    from galaxy_core.model.device import describe, resolve_device
+
+    where = resolve_device(device)
+    if where.type != "cpu":
+        loaded.model.to(where)
+        print(f"running on {describe(where)}", file=sys.stderr)
+    return loaded
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from galaxy_core.data.prepared import open_prepared
     from galaxy_core.evaluate.evaluate_model import evaluate_model
     from galaxy_core.model.store import load_model, report_dir
 
-    loaded = load_model(args.model or locations.model_dir())
+    loaded = _on_device(load_model(args.model or locations.model_dir()), args.device)
     prepared = open_prepared(args.data)
     out = Path(args.out) if args.out else report_dir(loaded.path, args.part)
     with _bar(f"evaluating {args.part}") as bar:
@@ -313,6 +325,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if catalogue_options and not args.catalogue:
         raise GalaxyError(f"{', '.join(catalogue_options)} only go with --catalogue")
     loaded = load_model(args.model or locations.model_dir())
+    if args.device not in ("auto", "cpu") and args.backend != "torch":
+        raise GalaxyError(f"--device {args.device} runs the torch backend; the ONNX backends "
+                          "run on the CPU here: drop --backend or use --device cpu")
+    if args.backend == "torch":
+        loaded = _on_device(loaded, args.device)
     loaded = use_backend(loaded, args.backend, note=lambda text: print(text, file=sys.stderr))
     if args.catalogue:
         catalogue = Catalogue(CatalogueRequest(Path(args.catalogue), args.path_column,
@@ -497,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=SPLIT, default=0, help="split number")
     p.add_argument("--part", choices=("train", "val", "test"), default="test")
     p.add_argument("--out", help="report folder (default MODEL/report_PART)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where the network runs: auto = CUDA, then Apple MPS, then the CPU")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16, ONNX)",
@@ -568,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rotations/mirror images averaged per galaxy: 8 (all), 4 (rotations), "
                    "1 (the image as given; about 8x faster, a little less accurate); default: "
                    "the model's own setting, 8 for the shipped model")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where the torch network runs (--backend torch): auto = CUDA, then "
+                   "Apple MPS, then the CPU; the ONNX backends run on the CPU")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process and --workers reading processes; ray: a Ray Data "
                    "job (reading in Ray tasks, the network in an actor pool, one model load "
