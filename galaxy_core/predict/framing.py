@@ -17,6 +17,7 @@ from PIL import Image
 
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import read_image
+from galaxy_core.data.galaxy_finder import GalaxyBox, find_galaxy
 from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError, NotAnImageError
 from galaxy_core.model.ood import WARN_AT
@@ -74,12 +75,12 @@ class Prediction:
                 "notes": "; ".join(self.notes)}
 
 
-def framed_input(config: Config, image: Image.Image,
-                 survey: str = "auto") -> tuple[np.ndarray, bool]:
+def framed_input(config: Config, image: Image.Image, survey: str = "auto",
+                 galaxy: GalaxyBox | None = None) -> tuple[np.ndarray, bool]:
     """The uint8 array the model sees for a loaded RGB image, and whether it was survey-matched,
     from the model's settings alone (:func:`galaxy_core.predict.classify.model_input` takes the
     loaded model), so worker processes without a network frame pictures as the main one does."""
-    matched_image, matched = prepare_for_model(image, survey)
+    matched_image, matched = prepare_for_model(image, survey, galaxy)
     return frame_for_model(matched_image, config), matched
 
 
@@ -121,8 +122,9 @@ def prepare_source(config: Config, item: Source, survey: str = "auto") -> Prepar
     try:
         loaded_image = read_image(data, name=pred.source)
         pred.notes += loaded_image.notes
-        arr, pred.survey_matched = framed_input(config, loaded_image.image, survey)
-        look = look_at(loaded_image.image)
+        galaxy = find_galaxy(loaded_image.image.convert("RGB"))  # once: matching and the look
+        arr, pred.survey_matched = framed_input(config, loaded_image.image, survey, galaxy)
+        look = look_at(loaded_image.image, galaxy)
         frame = whole_frame(loaded_image.image, config.image_size)
         pred.model_input = arr
         return Prepared(pred, look, frame)

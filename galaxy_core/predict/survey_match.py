@@ -194,21 +194,23 @@ def degrade_to_survey(img: Image.Image, source_fwhm: float = 1.0,
     return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="RGB")
 
 
-def prepare_for_model(img: Image.Image, mode: str = "auto") -> tuple[Image.Image, bool]:
+def prepare_for_model(img: Image.Image, mode: str = "auto",
+                      galaxy: GalaxyBox | None = None) -> tuple[Image.Image, bool]:
     """The image to feed the model and whether survey matching was applied.
 
     ``mode``: ``auto`` matches only images that are not :func:`is_survey_like` (so training-like
     cutouts reach the model exactly as in training), ``on`` always matches, ``off`` never does.
     Matching makes any picture look like sky around a source, so whether the input is a galaxy
     picture at all must be judged on the original
-    (:mod:`galaxy_core.predict.plausibility`), not on this output.
+    (:mod:`galaxy_core.predict.plausibility`), not on this output. Pass ``galaxy`` to reuse a
+    :func:`find_galaxy` result for the same image.
     """
     if mode not in MODES:
         raise ValueError(f"survey matching mode must be one of {', '.join(MODES)}, got {mode!r}")
     rgb = img.convert("RGB")
     if mode == "off":
         return rgb, False
-    galaxy = find_galaxy(rgb)
+    galaxy = galaxy or find_galaxy(rgb)
     if mode == "auto" and is_survey_like(rgb, galaxy):
         return rgb, False
     return match_to_survey(rgb, degrade=True, galaxy=galaxy), True
