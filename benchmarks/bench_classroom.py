@@ -25,9 +25,7 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,13 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.test_browser import QUIET, streamlit_app  # noqa: E402  (starts and stops the app)
+
 REVEAL_TEXT = "**The volunteers** said"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_class(db: Path, students: int,
@@ -226,37 +220,17 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"class {code}: {args.galaxies} galaxies, Grad-CAM maps made once in "
           f"{cam_seconds:.1f} s ({cam_seconds / args.galaxies:.2f} s each), "
           f"{args.students} students")
-    port = free_port()
     env = {**os.environ, "GALAXY_CLASSROOM_DB": str(db), "GALAXY_RUNS_DIR": str(tmp / "runs")}
     if os.environ.get("BENCH_EXTRA_PATH"):
         env["PYTHONPATH"] = os.environ["BENCH_EXTRA_PATH"]
-    log = tmp / "streamlit.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-             *[f"--{o.partition('=')[0]}={o.partition('=')[2]}" for o in args.server_option]],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    options = (*QUIET, *(f"--{o.partition('=')[0]}={o.partition('=')[2]}"
+                         for o in args.server_option))
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    print(log.read_text()[-2000:])
-                    return 1
-                time.sleep(0.5)
-        results = asyncio.run(lesson(url, code, teacher_key, tokens, args.rounds))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        with streamlit_app(env, tmp / "streamlit.log", options) as (url, _):
+            results = asyncio.run(lesson(url, code, teacher_key, tokens, args.rounds))
+    except RuntimeError as exc:  # the server did not come up: its log says why
+        print(exc)
+        return 1
     print(f"{args.students} sessions clicking at the same moment, {args.rounds} rounds, "
           f"{os.cpu_count()} CPU cores" + (f", server options {' '.join(args.server_option)}"
                                            if args.server_option else "") + ":")
