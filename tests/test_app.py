@@ -231,11 +231,10 @@ def test_classify_upload_returns_prediction_and_gradcam(env):
     assert any(b.label.startswith("Download result") for b in at.get("download_button"))
 
 
-def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, assets, tmp_path,
-                                                                         monkeypatch):
-    """A model whose validation answers reach 95% accuracy above some p gets a line saying
-    whether this answer clears it."""
-    from galaxy_core.evaluate.report import build_report, validation_threshold, write_report
+def model_with_validation_report(assets, tmp_path: Path) -> Path:
+    """A copy of the tiny model with a validation report whose answers reach 95% accuracy above
+    some p, so the pages have an acceptance threshold to show."""
+    from galaxy_core.evaluate.report import build_report, write_report
 
     model = tmp_path / "model_with_threshold"
     shutil.copytree(assets["model"], model)
@@ -244,6 +243,16 @@ def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, a
     logits = np.column_stack([-(2 * labels - 1) * rng.uniform(0, 6, 200), np.zeros(200)])
     write_report(report_dir(model, "val"), build_report(
         logits, labels, [f"g{i}" for i in range(200)], [f"{i}.png" for i in range(200)], 1.0))
+    return model
+
+
+def test_classify_says_whether_the_answer_clears_the_validation_threshold(env, assets, tmp_path,
+                                                                         monkeypatch):
+    """A model whose validation answers reach 95% accuracy above some p gets a line saying
+    whether this answer clears it."""
+    from galaxy_core.evaluate.report import validation_threshold
+
+    model = model_with_validation_report(assets, tmp_path)
     threshold = validation_threshold(model, 0.95)
     monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
     at = app()

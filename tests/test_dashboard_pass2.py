@@ -26,8 +26,8 @@ import pytest
 from dashboard import verdict as words
 from galaxy_core.predict.classify import Prediction
 from tests.conftest import draw_galaxy
-from tests.test_app import REPO, app, assert_clean, assets, env, headline, navigation_only, \
-    png_bytes, texts  # noqa: F401  (fixtures)
+from tests.test_app import REPO, app, assert_clean, assets, env, headline, \
+    model_with_validation_report, navigation_only, png_bytes, texts  # noqa: F401  (fixtures)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -110,16 +110,7 @@ def test_batch_table_and_csv_have_accepted_unusual_and_prior(env, assets, tmp_pa
     """With a validation threshold the CSV gains `accepted`, and always `unusual` and
     `prior`, as `galaxy predict --prior 0.5 --accept-at 0.95` writes them (plus unusual); a
     flagged input is never accepted and its row is highlighted."""
-    from galaxy_core.evaluate.report import build_report, write_report
-    from galaxy_core.model.store import report_dir
-
-    model = tmp_path / "model_with_threshold"
-    shutil.copytree(assets["model"], model)
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 200)
-    logits = np.column_stack([-(2 * labels - 1) * rng.uniform(0, 6, 200), np.zeros(200)])
-    write_report(report_dir(model, "val"), build_report(
-        logits, labels, [f"g{i}" for i in range(200)], [f"{i}.png" for i in range(200)], 1.0))
+    model = model_with_validation_report(assets, tmp_path)
     monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
     flagged_name = "g01.png"
     monkeypatch.setattr(Prediction, "unusual",
