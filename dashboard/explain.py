@@ -2,7 +2,7 @@
 maps of a report's galaxies cached on disk; one galaxy's details (the dialog of the Failures and
 Evaluate pages).
 
-Sits above ``models`` (its per-model lock and stamp), ``serving`` (maps from shared passes),
+Sits above ``models`` (its stamp), ``serving`` (maps from shared passes),
 ``paths`` and ``ui``; none imports it.
 
 Maps on disk: the Failures page shows up to 48 galaxies, each with the Grad-CAM of its predicted
@@ -32,8 +32,8 @@ import streamlit as st
 
 from dashboard import paths
 from dashboard.charts import probability_figure
-from dashboard.models import lock, stamp
-from dashboard.serving import class_map
+from dashboard.models import stamp
+from dashboard.serving import class_map, class_maps
 from dashboard.ui import one_line, upscale
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import KEPT_TABLE
@@ -137,20 +137,10 @@ def write_maps(path: Path, key: str, new: dict[str, np.ndarray]) -> bool:
 
 
 def compute_maps(loaded: LoadedModel, images: Sequence[np.ndarray], targets: Sequence[int],
-                 progress: Callable[[int, int], None] | None = None,
-                 chunk: int = 8) -> list[np.ndarray]:
-    """Grad-CAM maps of ``images`` (model inputs) for ``targets``, ``chunk`` images per pass
-    (all their views together); the model's lock is taken per pass, so a visitor on the Classify
-    page waits for one pass, not for the whole set."""
-    out: list[np.ndarray] = []
-    for start in range(0, len(images), chunk):
-        part = np.stack([np.asarray(i) for i in images[start:start + chunk]])
-        with lock(loaded):
-            out += cams.gradcam_many(loaded, part, [int(t) for t in
-                                                    targets[start:start + chunk]])
-        if progress:
-            progress(len(out), len(images))
-    return out
+                 progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """Grad-CAM maps of ``images`` (model inputs) for ``targets``: through the same shared
+    passes as the Classify page's maps (``serving.class_maps``)."""
+    return class_maps(loaded, list(images), [int(t) for t in targets], progress)
 
 
 def report_maps(loaded: LoadedModel, wanted: Sequence[tuple[object, np.ndarray, int]],

@@ -31,7 +31,7 @@ import streamlit as st
 from dashboard.models import lock, model_key
 import numpy as np
 
-from galaxy_core.explain.gradcam import gradcam_many
+from galaxy_core.explain import gradcam as cams
 from galaxy_core.model.store import LoadedModel
 from galaxy_core.predict.batching import MicroBatcher
 from galaxy_core.predict.classify import Prediction, classify_sources
@@ -84,10 +84,7 @@ class Answers:
         with self._lock:
             future = self._making.pop(key, None)
             if pred is not None and pred.ok:
-                self._items[key] = copy.deepcopy(pred)
-                self._items.move_to_end(key)
-                while len(self._items) > self.limit:
-                    self._items.popitem(last=False)
+                self._keep(key, pred)
         if future is not None:
             if error is not None:
                 future.set_exception(error)
@@ -95,8 +92,15 @@ class Answers:
                 future.set_result(copy.deepcopy(pred))
 
     def put(self, key: AnswerKey, pred: Prediction) -> None:
-        self.claim(key)
-        self.settle(key, pred)
+        with self._lock:
+            self._keep(key, pred)
+
+    def _keep(self, key: AnswerKey, pred: Prediction) -> None:
+        """Store a copy, most recent last, and drop the oldest beyond the limit (lock held)."""
+        self._items[key] = copy.deepcopy(pred)
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -130,16 +134,24 @@ def _map_batcher(key: str, _loaded: LoadedModel) -> MicroBatcher:
 
     def work(_: Hashable, items: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
         with lock(_loaded):
-            return gradcam_many(_loaded, np.stack([image for image, _ in items]),
-                                [target for _, target in items])
+            return cams.gradcam_many(_loaded, np.stack([image for image, _ in items]),
+                                     [target for _, target in items])
 
     return MicroBatcher(work, max_batch=MAX_BATCH, name=f"grad-cam {key}")
 
 
+def class_maps(loaded: LoadedModel, images: list[np.ndarray], targets: list[int],
+               progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """Grad-CAM maps of ``targets`` on model inputs, in passes of up to :data:`MAX_BATCH`
+    shared with the other sessions asking at the same moment (the lock is taken per pass, so
+    the Failures page's 48 maps do not hold up a student's one)."""
+    items = [(np.array(image), int(target)) for image, target in zip(images, targets)]
+    return _map_batcher(model_key(loaded), loaded).run(items, progress=progress)
+
+
 def class_map(loaded: LoadedModel, image: np.ndarray, target: int) -> np.ndarray:
-    """The Grad-CAM map of ``target`` on a model input, from a pass shared with the other
-    sessions asking at the same moment."""
-    return _map_batcher(model_key(loaded), loaded).run([(np.array(image), int(target))])[0]
+    """One map of :func:`class_maps`."""
+    return class_maps(loaded, [image], [target])[0]
 
 
 def digest(data: bytes) -> str:
