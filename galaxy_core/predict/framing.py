@@ -17,7 +17,7 @@ from PIL import Image
 
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import read_image
-from galaxy_core.data.galaxy_finder import GalaxyBox, find_galaxy
+from galaxy_core.data.galaxy_finder import GalaxyBox, detect
 from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError, NotAnImageError
 from galaxy_core.model.ood import WARN_AT
@@ -122,9 +122,9 @@ def prepare_source(config: Config, item: Source, survey: str = "auto") -> Prepar
     try:
         loaded_image = read_image(data, name=pred.source)
         pred.notes += loaded_image.notes
-        galaxy = find_galaxy(loaded_image.image.convert("RGB"))  # once: matching and the look
-        arr, pred.survey_matched = framed_input(config, loaded_image.image, survey, galaxy)
-        look = look_at(loaded_image.image, galaxy)
+        found = detect(loaded_image.image.convert("RGB"))  # once: matching and the look
+        arr, pred.survey_matched = framed_input(config, loaded_image.image, survey, found.galaxy)
+        look = look_at(loaded_image.image, found)
         frame = whole_frame(loaded_image.image, config.image_size)
         pred.model_input = arr
         return Prepared(pred, look, frame)

@@ -55,17 +55,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from galaxy_core.data.galaxy_finder import (
-    GalaxyBox,
-    detect_copy,
-    detect_factor,
-    find_galaxy,
-    luminance,
-    sky_colour,
-    sky_level,
-)
+from galaxy_core.data.galaxy_finder import Detection, detect, sky_colour
 from galaxy_core.data.preprocess import crop_and_resize
 from galaxy_core.model.ood import WARN_AT, ood_scores
 
@@ -138,45 +129,31 @@ class PictureLook:
         return [name for name, value in self.checks().items() if value > 1.0]
 
 
-def _darkest_strip_mad(lum: np.ndarray) -> float:
-    """Median absolute deviation of the darkest of the four border strips (a tenth deep), the
-    strip :func:`~galaxy_core.data.galaxy_finder.sky_level` measures the sky in."""
+def look_at(img: Image.Image, detection: Detection | None = None) -> PictureLook:
+    """Measure the pixel checks on ``img`` as given (any size, any mode); pass ``detection``
+    to reuse a :func:`~galaxy_core.data.galaxy_finder.detect` result for the same image (its
+    luminance, smoothing and sky statistics are what these checks measure too)."""
+    found = detection or detect(img.convert("RGB"))
+    galaxy, lum, level = found.galaxy, found.lum, found.sky
     height, width = lum.shape
-    depth = max(2, min(height, width) // 10)
-    strips = (lum[:depth], lum[-depth:], lum[:, :depth], lum[:, -depth:])
-    strip = min(strips, key=lambda s: float(np.median(s)))
-    return float(np.median(np.abs(strip - np.median(strip))))
-
-
-def look_at(img: Image.Image, galaxy: GalaxyBox | None = None) -> PictureLook:
-    """Measure the pixel checks on ``img`` as given (any size, any mode); pass ``galaxy`` to
-    reuse a :func:`~galaxy_core.data.galaxy_finder.find_galaxy` result for the same image."""
-    rgb = img.convert("RGB")
-    galaxy = galaxy or find_galaxy(rgb)
-    factor = detect_factor(rgb)
-    lum = luminance(detect_copy(rgb))
-    height, width = lum.shape
-    level, noise = sky_level(lum)
     ring = max(1, min(height, width) // 8)
-    inner = np.zeros((height, width), dtype=bool)
-    inner[ring:height - ring, ring:width - ring] = True
-    border = lum[~inner] if (~inner).any() else lum.ravel()
-    dark_border = float(np.mean(border <= level + max(DARK_MARGIN, 5.0 * noise)))
+    sky_like = lum <= level + max(DARK_MARGIN, 5.0 * found.noise)
+    inner = sky_like[ring:height - ring, ring:width - ring]
+    dark_border = float((np.count_nonzero(sky_like) - np.count_nonzero(inner))
+                        / (sky_like.size - inner.size))
     fill, aspect = 1.0, 1.0
     if galaxy.found:
-        left, top, right, bottom = (int(round(v / factor)) for v in galaxy.box)
+        left, top, right, bottom = (int(round(v / found.factor)) for v in galaxy.box)
         right, bottom = max(right, left + 1), max(bottom, top + 1)
-        smooth = ndimage.gaussian_filter(lum, max(1.0, min(height, width) / 250))
-        _, smooth_noise = sky_level(smooth)
-        box = smooth[top:bottom, left:right] - level
+        box = found.smooth[top:bottom, left:right] - level
         if box.size:
-            threshold = max(3.0 * smooth_noise, 2.0, 0.1 * float(box.max()))
+            threshold = max(3.0 * found.smooth_noise, 2.0, 0.1 * float(box.max()))
             fill = float(np.mean(box > threshold))
         box_w, box_h = right - left, bottom - top
         aspect = min(box_w, box_h) / max(box_w, box_h)
     return PictureLook(found=galaxy.found, offset=galaxy.offset if galaxy.found else 0.0,
-                       sky=level, dark_border=dark_border,
-                       flat_sky=_darkest_strip_mad(lum) == 0.0, fill=fill, aspect=aspect)
+                       sky=level, dark_border=dark_border, flat_sky=found.sky_mad == 0.0,
+                       fill=fill, aspect=aspect)
 
 
 def whole_frame(img: Image.Image, size: int) -> np.ndarray:
