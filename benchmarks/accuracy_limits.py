@@ -28,7 +28,8 @@ from galaxy_core.data.imageio import load_image
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.evaluate.metrics import classification_metrics
-from galaxy_core.model.inference import calibrated_probabilities, dihedral_views
+from galaxy_core.model.calibrated import calibrated_probabilities
+from galaxy_core.model.inference import dihedral_views
 from galaxy_core.model.store import load_model
 from galaxy_core.data.galaxy_finder import find_galaxy
 

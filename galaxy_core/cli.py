@@ -309,8 +309,7 @@ PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "su
 def cmd_predict(args: argparse.Namespace) -> int:
     from itertools import chain
 
-    from galaxy_core.model.store import load_model
-    from galaxy_core.predict.backend import use_backend
+    from galaxy_core.predict.backend import open_model, use_backend
     from galaxy_core.predict.catalogue import Catalogue, CatalogueRequest, parse_columns
     from galaxy_core.predict.inputs import count_if_cheap
     from galaxy_core.predict.jobs import path_jobs
@@ -324,13 +323,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GalaxyError("give image files or folders to classify, or --catalogue TABLE")
     if catalogue_options and not args.catalogue:
         raise GalaxyError(f"{', '.join(catalogue_options)} only go with --catalogue")
-    loaded = load_model(args.model or locations.model_dir())
     if args.device not in ("auto", "cpu") and args.backend != "torch":
         raise GalaxyError(f"--device {args.device} runs the torch backend; the ONNX backends "
                           "run on the CPU here: drop --backend or use --device cpu")
+    folder = args.model or locations.model_dir()
+    say = (lambda text: print(text, file=sys.stderr))
     if args.backend == "torch":
-        loaded = _on_device(loaded, args.device)
-    loaded = use_backend(loaded, args.backend, note=lambda text: print(text, file=sys.stderr))
+        from galaxy_core.model.store import load_model
+
+        loaded = use_backend(_on_device(load_model(folder), args.device), "torch", note=say)
+    else:  # the ONNX engines need no torch module, so torch is never imported
+        loaded = open_model(folder, args.backend, note=say)
     if args.catalogue:
         catalogue = Catalogue(CatalogueRequest(Path(args.catalogue), args.path_column,
                                                args.bytes_column, parse_columns(args.id_columns)))

@@ -8,7 +8,7 @@ from scipy.special import log_softmax
 
 from galaxy_core.evaluate.calibration import (expected_calibration_error, fit_temperature,
                                               reliability_bins)
-from galaxy_core.model.inference import softmax
+from galaxy_core.model.calibrated import softmax
 
 
 def _sample(rng: np.random.Generator, logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -12,8 +12,9 @@ import torch
 from galaxy_core.config import Config
 from galaxy_core.data.tensors import to_tensor
 from galaxy_core.model.build import build_model
-from galaxy_core.model.inference import (DIHEDRAL_VIEWS, apply_view, calibrated_probabilities,
-                                         dihedral_views, infer, run_network, softmax, undo_view)
+from galaxy_core.model.calibrated import calibrated_probabilities, infer, softmax
+from galaxy_core.model.inference import (DIHEDRAL_VIEWS, apply_view, dihedral_views, run_network,
+                                         undo_view)
 from galaxy_core.model.ood import ood_scores
 from galaxy_core.model.store import LoadedModel
 from tests.conftest import draw_galaxy

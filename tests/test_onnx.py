@@ -25,7 +25,8 @@ from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError, ModelLoadError
 from galaxy_core.io_utils import read_json, write_json
 from galaxy_core.model.build import build_model
-from galaxy_core.model.inference import infer, run_network
+from galaxy_core.model.calibrated import infer
+from galaxy_core.model.inference import run_network
 from galaxy_core.model.onnx_network import (INT8_FILE, ONNX_FILE, SOURCE_KEY, file_sha256,
                                             load_onnx_network)
 from galaxy_core.model.store import META_FILE, load_model, save_model

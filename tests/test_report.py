@@ -13,7 +13,7 @@ from galaxy_core.evaluate.calibration import expected_calibration_error
 from galaxy_core.evaluate.metrics import classification_metrics, selective_summary
 from galaxy_core.evaluate.report import (PLOT_FILES, accepted_at, build_report, load_report,
                                          selective_block, validation_threshold, write_report)
-from galaxy_core.model.inference import softmax
+from galaxy_core.model.calibrated import softmax
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:

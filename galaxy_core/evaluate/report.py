@@ -22,8 +22,8 @@ from galaxy_core.evaluate.metrics import (POSITIVE, accuracy_coverage, bootstrap
                                           classification_metrics, coverage_at_accuracy,
                                           roc_curve_points, selective_summary)
 from galaxy_core.io_utils import atomic_write, read_json, write_json
-from galaxy_core.model.inference import calibrated_probabilities
-from galaxy_core.model.store import report_dir
+from galaxy_core.model.calibrated import calibrated_probabilities
+from galaxy_core.model.folder import report_dir
 
 REPORT_FILE = "report.json"
 PLOT_FILES = ("confusion_matrix.png", "reliability.png", "roc.png", "coverage.png")

@@ -14,53 +14,96 @@ order: ``onnx-int8`` when its file is there, passed the gate recorded in ``model
 made from these weights; else ``onnx`` when onnxruntime is installed (exporting ``model.onnx``
 once, about 20 s, when the folder is writable); else ``torch``. Grad-CAM always runs on torch:
 ``loaded.model`` stays the torch module whatever the engine.
+
+:func:`open_model` opens a model folder on an engine without building the torch module the
+ONNX engines do not need: a prediction on ``onnx`` or ``onnx-int8`` then never imports torch
+(about two seconds and 400 MB less per process, and per worker and Ray actor). Only exporting a
+missing ``model.onnx`` loads the torch module, for the export.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from galaxy_core.errors import GalaxyError, ModelLoadError
-from galaxy_core.model.inference import Network
-from galaxy_core.model.onnx_network import (INT8_FILE, ONNX_FILE, OnnxNetwork, file_sha256,
-                                            load_onnx_network, onnxruntime_available,
-                                            require_onnxruntime)
-from galaxy_core.model.store import WEIGHTS_FILE, LoadedModel
-from galaxy_core.release.onnx_export import ONNX_KEY, export_fp32
+from galaxy_core.model.folder import WEIGHTS_FILE, ModelInfo, info_fields, read_model_folder
+from galaxy_core.model.meta_schema import check_ood
+from galaxy_core.model.network import Network
+from galaxy_core.model.ood import OOD_FILE
+from galaxy_core.model.onnx_network import (INT8_FILE, ONNX_FILE, ONNX_KEY, OnnxNetwork,
+                                            file_sha256, load_onnx_network,
+                                            onnxruntime_available, require_onnxruntime)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from galaxy_core.model.store import LoadedModel
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 Note = Callable[[str], None]
 
 
 @dataclass
-class BackendModel(LoadedModel):
-    """A :class:`LoadedModel` whose predictions run on ``network`` (None: the torch module).
-    :func:`~galaxy_core.model.inference.infer` runs ``network``; Grad-CAM keeps ``model``."""
+class BackendModel(ModelInfo):
+    """A model whose predictions run on ``network`` (None: on the torch module ``model``).
+    :func:`~galaxy_core.model.calibrated.infer` runs ``network``; Grad-CAM needs ``model``,
+    which a model opened on an ONNX engine by :func:`open_model` does not load (None)."""
 
-    network: Network | None = None
-    backend: str = "torch"
+    model: nn.Module | None = field(default=None, kw_only=True)
+    network: Network | None = field(default=None, kw_only=True)
+    backend: str = field(default="torch", kw_only=True)
 
 
-def use_backend(loaded: LoadedModel, name: str = "torch", note: Note | None = None,
+def open_model(folder: str | Path, name: str = "torch", note: Note | None = None,
+               threads: int = 0) -> BackendModel:
+    """The model folder opened for predictions on the engine ``name`` (one of
+    :data:`BACKENDS`); the torch module is loaded only for the torch engine (or to export a
+    missing ``model.onnx``)."""
+    _check_name(name)
+    info = read_model_folder(folder)
+    if name == "auto":
+        name, why = _auto(info)
+        (note or (lambda text: None))(f"backend auto: {name} ({why})")
+    if name == "torch":
+        from galaxy_core.model.store import load_model
+
+        return use_backend(load_model(folder), name, note, threads)
+    return use_backend(info, name, note, threads)
+
+
+def use_backend(loaded: ModelInfo, name: str = "torch", note: Note | None = None,
                 threads: int = 0) -> BackendModel:
-    """``loaded`` with its predictions running on the engine ``name`` (one of
-    :data:`BACKENDS`); ``note`` is told what was chosen or built, in one line each."""
-    if name not in BACKENDS:
-        raise GalaxyError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    """``loaded`` (a :class:`~galaxy_core.model.store.LoadedModel`, or for the ONNX engines
+    just its folder's :class:`ModelInfo`) with its predictions running on the engine ``name``
+    (one of :data:`BACKENDS`); ``note`` is told what was chosen or built, in one line each."""
+    _check_name(name)
     say = note or (lambda text: None)
-    base = {f.name: getattr(loaded, f.name) for f in fields(LoadedModel)}
+    module = getattr(loaded, "model", None)
+    base = info_fields(loaded)
     if name == "auto":
         name, why = _auto(loaded)
         say(f"backend auto: {name} ({why})")
     if name == "torch":
-        return BackendModel(**base, network=None, backend="torch")
+        if module is None:
+            raise GalaxyError("the torch backend needs the torch module: load the model with "
+                              "galaxy_core.model.store.load_model")
+        return BackendModel(**base, model=module, network=None, backend="torch")
     network = _int8(loaded, threads) if name == "onnx-int8" else _fp32(loaded, threads, say)
-    return BackendModel(**base, network=network, backend=name)
+    if loaded.ood is not None:
+        check_ood(loaded.ood, network.n_features, loaded.path / OOD_FILE)
+    return BackendModel(**base, model=module, network=network, backend=name)
 
 
-def _auto(loaded: LoadedModel) -> tuple[str, str]:
+def _check_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise GalaxyError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _auto(loaded: ModelInfo) -> tuple[str, str]:
     """The fastest engine available, and why."""
     if not onnxruntime_available():
         return "torch", "onnxruntime is not installed"
@@ -72,7 +115,7 @@ def _auto(loaded: LoadedModel) -> tuple[str, str]:
     return "torch", f"{problem}, and {ONNX_FILE} cannot be written in {loaded.path}"
 
 
-def int8_problem(loaded: LoadedModel) -> str | None:
+def int8_problem(loaded: ModelInfo) -> str | None:
     """Why ``model.int8.onnx`` cannot be used for ``loaded`` (None: it can): missing, not
     vouched for by ``model.json`` (no gate record, failed, or a different file), or made from
     other weights."""
@@ -90,20 +133,22 @@ def int8_problem(loaded: LoadedModel) -> str | None:
     return None
 
 
-def _int8(loaded: LoadedModel, threads: int) -> OnnxNetwork:
+def _int8(loaded: ModelInfo, threads: int) -> OnnxNetwork:
     require_onnxruntime()
     problem = int8_problem(loaded)
     if problem is not None:
         raise ModelLoadError(f"cannot use the int8 backend for {loaded.path}: {problem}")
     network = load_onnx_network(loaded.path / INT8_FILE, threads)
-    if not network.matches(loaded.path / WEIGHTS_FILE):
+    # int8_problem checked model.json's weights record against the weights file itself
+    if network.source_sha256 != loaded.meta[ONNX_KEY]["weights_sha256"]:
         raise ModelLoadError(f"{loaded.path / INT8_FILE} was made from other weights than "
                              f"{WEIGHTS_FILE}; run galaxy export MODEL --onnx --data again")
     return network
 
 
-def _fp32(loaded: LoadedModel, threads: int, say: Note) -> OnnxNetwork:
-    """``model.onnx``, exported now when it is missing or was made from other weights."""
+def _fp32(loaded: ModelInfo, threads: int, say: Note) -> OnnxNetwork:
+    """``model.onnx``, exported now when it is missing or was made from other weights (which
+    loads the torch module, if ``loaded`` has none, for the export)."""
     require_onnxruntime()
     path = loaded.path / ONNX_FILE
     if path.is_file():
@@ -113,15 +158,26 @@ def _fp32(loaded: LoadedModel, threads: int, say: Note) -> OnnxNetwork:
         say(f"{path} was made from other weights: exporting it again")
     else:
         say(f"exporting {path} (once, about 20 s)")
+    from galaxy_core.release.onnx_export import export_fp32
+
     try:
-        export_fp32(loaded, path)
+        export_fp32(_with_module(loaded), path)
     except PermissionError:
         raise GalaxyError(f"cannot write {path}: run galaxy export MODEL --onnx where the "
                           "model folder is writable, or use --backend torch") from None
     return load_onnx_network(path, threads)
 
 
-def backend_of(loaded: LoadedModel) -> str:
+def _with_module(loaded: ModelInfo) -> LoadedModel:
+    """``loaded`` with its torch module (loaded from its folder when it has none)."""
+    from galaxy_core.model.store import LoadedModel, load_model
+
+    module = getattr(loaded, "model", None)
+    return load_model(loaded.path) if module is None else LoadedModel(model=module,
+                                                                      **info_fields(loaded))
+
+
+def backend_of(loaded: ModelInfo) -> str:
     """The engine ``loaded`` predicts with."""
     return getattr(loaded, "backend", "torch")
 

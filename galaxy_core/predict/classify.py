@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from galaxy_core.model.inference import infer
-from galaxy_core.model.store import LoadedModel
+from galaxy_core.model.calibrated import infer
+from galaxy_core.model.folder import ModelInfo
 from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one place to import)
     Prediction,
     Prepared,
@@ -26,22 +26,22 @@ from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one p
 from galaxy_core.predict.plausibility import picture_scores
 
 
-def model_input(loaded: LoadedModel, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
+def model_input(loaded: ModelInfo, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
     """The uint8 array the model sees for a loaded RGB image, and whether it was survey-matched."""
     return framed_input(loaded.config, image, survey)
 
 
-def classify_arrays(loaded: LoadedModel, arrays: np.ndarray,
+def classify_arrays(loaded: ModelInfo, arrays: np.ndarray,
                     progress: Callable[[int, int], None] | None = None,
                     batch_size: int = 32,
                     views: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Calibrated probabilities (N, C) and OOD scores (N,) for model-ready uint8 arrays;
-    ``views`` as :func:`~galaxy_core.model.inference.infer` (None: the model's own setting)."""
+    ``views`` as :func:`~galaxy_core.model.calibrated.infer` (None: the model's own setting)."""
     result = infer(loaded, arrays, batch_size=batch_size, progress=progress, views=views)
     return result.probabilities, result.ood_scores
 
 
-def finish_prepared(loaded: LoadedModel, prepared: list[Prepared], batch_size: int = 32,
+def finish_prepared(loaded: ModelInfo, prepared: list[Prepared], batch_size: int = 32,
                     keep_inputs: bool = False, views: int | None = None) -> list[Prediction]:
     """Run the network on one batch of prepared inputs and fill in their answers: calibrated
     probabilities, label, and the OOD score (the larger of the model input's and the picture
@@ -65,7 +65,7 @@ def finish_prepared(loaded: LoadedModel, prepared: list[Prepared], batch_size: i
     return [p.pred for p in prepared]
 
 
-def classify_sources(loaded: LoadedModel, sources: Iterable[Source],
+def classify_sources(loaded: ModelInfo, sources: Iterable[Source],
                      survey: str = "auto", batch_size: int = 32,
                      progress: Callable[[int, int], None] | None = None,
                      keep_inputs: bool = False) -> list[Prediction]:

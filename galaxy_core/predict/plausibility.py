@@ -61,7 +61,7 @@ from galaxy_core.data.preprocess import crop_and_resize
 from galaxy_core.model.ood import WARN_AT, ood_scores
 
 if TYPE_CHECKING:  # torch only where the network runs: the pixel checks run in torch-free
-    from galaxy_core.model.store import LoadedModel  # worker processes (predict.stream)
+    from galaxy_core.model.folder import ModelInfo  # worker processes (predict.stream)
 
 MAX_OFFSET = 0.36
 """Largest distance of the source from the frame centre (fraction of the shorter side): training
@@ -176,22 +176,20 @@ def whole_frame(img: Image.Image, size: int) -> np.ndarray:
     return crop_and_resize(rgb, 1.0, size)
 
 
-def whole_frame_scores(loaded: LoadedModel, frames: np.ndarray,
+def whole_frame_scores(loaded: ModelInfo, frames: np.ndarray,
                        batch_size: int = 64) -> np.ndarray | None:
     """Feature distance of :func:`whole_frame` images in units of the model's OOD scale (the
     same reference and units as the OOD score; one view, no rotation averaging). None for a
     model folder without an OOD reference."""
-    from galaxy_core.model.inference import network_of, run_network
+    from galaxy_core.model.calibrated import run_loaded
 
     if loaded.ood is None or not len(frames):
         return None
-    cfg = loaded.config
-    out = run_network(network_of(loaded), frames, cfg.mean, cfg.std, tta=False, batch_size=batch_size,
-                      channels_last=cfg.channels_last, features=True)
+    out = run_loaded(loaded, frames, views=1, batch_size=batch_size, features=True)
     return ood_scores(out.features, loaded.ood)
 
 
-def picture_scores(loaded: LoadedModel, looks: list[PictureLook],
+def picture_scores(loaded: ModelInfo, looks: list[PictureLook],
                    frames: np.ndarray) -> np.ndarray:
     """Picture score per input: the largest of its pixel checks and its whole-picture feature
     distance (in units of :data:`~galaxy_core.model.ood.WARN_AT`), capped at :data:`CAP`."""

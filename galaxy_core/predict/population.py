@@ -19,7 +19,7 @@ import numpy as np
 from galaxy_core.errors import GalaxyError
 from galaxy_core.model.prior import (PriorEstimate, adjust_to_prior, estimate_with_interval,
                                      training_prior)
-from galaxy_core.predict.classify import Prediction
+from galaxy_core.predict.framing import Prediction
 
 MIN_FOR_ESTIMATE = 20
 """Fewer galaxies than this give an interval too wide to be worth an estimate."""

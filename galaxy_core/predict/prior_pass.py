@@ -23,7 +23,7 @@ import numpy as np
 from galaxy_core.errors import GalaxyError
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.prior import adjust_to_prior, estimate_with_interval
-from galaxy_core.predict.classify import Prediction
+from galaxy_core.predict.framing import Prediction
 from galaxy_core.predict.population import MIN_FOR_ESTIMATE, PriorUsed
 from galaxy_core.predict.writers import Output, Row
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from galaxy_core.config import Config
 from galaxy_core.errors import GalaxyError
-from galaxy_core.predict.classify import Prediction
+from galaxy_core.predict.framing import Prediction
 from galaxy_core.predict.jobs import Job
 
 WINDOW = 20_000
@@ -113,16 +113,18 @@ class _Network:
     def __init__(self, package: Any, backend: str, views: int | None,
                  batch_size: int, threads: int):
         import ray
-        import torch
 
-        from galaxy_core.model.store import load_model
-        from galaxy_core.predict.backend import use_backend
+        from galaxy_core.predict.backend import open_model
 
-        torch.set_num_threads(max(1, threads))
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(max(1, threads))
         self._folder = tempfile.TemporaryDirectory(prefix="galaxy-model-")
         for name, data in ray.get(package).items():  # an object-store reference
             (Path(self._folder.name) / name).write_bytes(data)
-        self.loaded = use_backend(load_model(self._folder.name), backend)
+        # an ONNX engine's actor never imports torch (open_model loads no torch module for it)
+        self.loaded = open_model(self._folder.name, backend, threads=max(1, threads))
         self.views, self.batch_size = views, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

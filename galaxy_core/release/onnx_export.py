@@ -32,16 +32,15 @@ from galaxy_core.errors import GalaxyError, ModelLoadError
 from galaxy_core.evaluate.metrics import classification_metrics
 from galaxy_core.io_utils import atomic_write, read_json, write_json
 from galaxy_core.model.build import classifier_layer
-from galaxy_core.model.inference import calibrated_probabilities, run_network
+from galaxy_core.model.calibrated import calibrated_probabilities
+from galaxy_core.model.inference import run_network
 from galaxy_core.model.ood import WARN_AT, ood_scores
-from galaxy_core.model.onnx_network import (INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAMES,
-                                            SOURCE_KEY, file_sha256, load_onnx_network,
-                                            require_onnxruntime)
+from galaxy_core.model.onnx_network import (INPUT_NAME, INT8_FILE, ONNX_FILE, ONNX_KEY,
+                                            OUTPUT_NAMES, SOURCE_KEY, file_sha256,
+                                            load_onnx_network, require_onnxruntime)
 from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
 from galaxy_core.release.model_card import write_model_card
 
-ONNX_KEY = "onnx"
-"""The ``model.json`` key holding what was exported and how the int8 file measured."""
 MAX_MOVE_POINTS = 0.5
 """The int8 file is kept when test accuracy and macro-F1 each move by at most this many
 percentage points from the float32 file's."""
