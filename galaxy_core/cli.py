@@ -370,6 +370,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif args.ray_address:
         raise GalaxyError("--ray-address only goes with --engine ray")
     run = PredictionRun(loaded, options)
+    for line in run.notes:
+        print(line, file=sys.stderr)
     try:
         todo = run.skip_done(chain([first], jobs))
         done = run.tally.resumed

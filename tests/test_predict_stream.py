@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from galaxy_core.cli import main
+from galaxy_core.predict.run_record import read_record, record_path
 from galaxy_core.predict.writers import read_rows
 from tests.conftest import draw_galaxy
 
@@ -295,6 +296,7 @@ def test_resume_refuses_inputs_that_changed(model_dir, images, reference, tmp_pa
     out = tmp_path / "out.csv"
     lines = reference.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:5]))
+    shutil.copy(record_path(reference), record_path(out))  # the stopped run's record
     other = tmp_path / "other"
     shutil.copytree(images, other)
     (other / "g000.png").unlink()
@@ -318,6 +320,71 @@ def test_resume_of_a_finished_output_adds_nothing(model_dir, images, reference, 
     code, _, err = predict(images, "--model", model_dir, "-o", out, "--resume", "--workers", 0,
                            capsys=capsys)
     assert code == 1 and "wrote 0 rows" in err
+    assert out.read_bytes() == reference.read_bytes()
+
+
+# --- the run record: resuming with other options is refused -----------------------------------
+def test_every_output_records_what_made_its_rows(model_dir, images, reference, tmp_path):
+    record = read_record(reference)
+    assert record is not None and record.views == 1 and record.backend == "torch"
+    assert record.survey_match == "auto" and record.model == str(model_dir)
+    out = tmp_path / "out.parquet"
+    assert predict(images, "--model", model_dir, "-o", out, "--views", 4, "--workers", 0)[0] == 1
+    assert (out / ".galaxy-run.json").is_file() and read_record(out).views == 4
+
+
+@pytest.mark.parametrize("change, named", [(("--views", 4), "--views 4"),
+                                           (("--survey-match", "off"), "--survey-match off")])
+def test_resume_with_other_options_is_refused(model_dir, images, reference, tmp_path, capsys,
+                                              change, named):
+    """Rows made with other options would be appended to the table with nothing to show where
+    they start; the output and its record stay as they were."""
+    out = tmp_path / "out.csv"
+    lines = reference.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:5]))
+    shutil.copy(record_path(reference), record_path(out))
+    before = record_path(out).read_bytes()
+    code, _, err = predict(images, "--model", model_dir, "-o", out, "--resume", *change,
+                           capsys=capsys)
+    assert code == 2 and "other options" in err and named in err
+    assert out.read_text() == "".join(lines[:5]) and record_path(out).read_bytes() == before
+
+
+def test_resume_with_another_model_is_refused(model_dir, images, reference, tmp_path, capsys):
+    from galaxy_core.model.build import build_model
+    from galaxy_core.model.store import load_model, save_model
+
+    torch.manual_seed(7)
+    other = tmp_path / "other_model"
+    loaded = load_model(model_dir)
+    save_model(other, build_model("resnet18").eval(), loaded.config, loaded.meta)
+    shutil.copy(model_dir / "ood.safetensors", other / "ood.safetensors")
+    out = tmp_path / "out.csv"
+    out.write_text("".join(reference.read_text().splitlines(keepends=True)[:5]))
+    shutil.copy(record_path(reference), record_path(out))
+    code, _, err = predict(images, "--model", other, "-o", out, "--resume", capsys=capsys)
+    assert code == 2 and "another model" in err
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_an_output_without_a_record_resumes_and_is_recorded(model_dir, images, reference,
+                                                            tmp_path, capsys):
+    """Outputs written before run records existed: resumed as they are, with a note."""
+    out = tmp_path / "old.csv"
+    out.write_text("".join(reference.read_text().splitlines(keepends=True)[:5]))
+    code, _, err = predict(images, "--model", model_dir, "-o", out, "--resume", "--workers", 0,
+                           capsys=capsys)
+    assert code == 1 and "no run record" in err
+    assert out.read_bytes() == reference.read_bytes()
+    assert read_record(out) == read_record(reference)
+
+
+def test_a_damaged_record_is_one_clear_error(model_dir, images, reference, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    shutil.copy(reference, out)
+    record_path(out).write_text('{"views": ')
+    code, _, err = predict(images, "--model", model_dir, "-o", out, "--resume", capsys=capsys)
+    assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
     assert out.read_bytes() == reference.read_bytes()
 
 

@@ -30,6 +30,7 @@ from galaxy_core.predict.classify import Prediction, finish_prepared
 from galaxy_core.predict.jobs import Job, cell
 from galaxy_core.predict.population import PriorUsed, apply_prior
 from galaxy_core.predict.prior_pass import prior_cell, settle_prior
+from galaxy_core.predict.run_record import check_resume, record_of, write_record
 from galaxy_core.predict.stream import prepared_batches
 from galaxy_core.predict.writers import CsvOutput, Output, OutputError, Row, open_output
 
@@ -107,6 +108,8 @@ class PredictionRun:
     stream: IO[str] | None = None
     """Where CSV goes without ``--output`` (default: stdout)."""
     tally: Tally = field(default_factory=Tally)
+    notes: list[str] = field(default_factory=list)
+    """What the caller should tell the user (one line each)."""
 
     def __post_init__(self) -> None:
         opts = self.options
@@ -126,7 +129,24 @@ class PredictionRun:
             self._temp = tempfile.TemporaryDirectory(prefix="galaxy-predict-")
             self.output: Output = CsvOutput(Path(self._temp.name) / "rows.csv", self.columns)
         else:
+            existed = opts.output is not None and Path(opts.output).exists()
             self.output = open_output(opts.output, self.columns, opts.resume, self.stream)
+            if opts.output is not None:
+                try:
+                    self._record(Path(opts.output), resuming=opts.resume and existed)
+                except BaseException:
+                    self.output.close()
+                    raise
+
+    def _record(self, output: Path, resuming: bool) -> None:
+        """Check a resumed output's run record against this run (refusing rows of another
+        kind), then record this run's options beside the output."""
+        views = self.options.views or (8 if self.loaded.config.tta else 1)
+        record = record_of(self.loaded, views, self.options.survey)
+        if resuming and not check_resume(output, record):
+            self.notes.append(f"{output} has no run record (made by an older version): its "
+                              "rows are taken as made with this run's options")
+        write_record(output, record)
 
     # --- the steps ----------------------------------------------------------------------------
     def skip_done(self, jobs: Iterable[Job]) -> Iterator[Job]:
