@@ -70,3 +70,22 @@ def test_fit_ood_scales_validation_galaxies_to_one_and_flags_strangers():
     assert ood_scores(strangers, state).min() > 3 * WARN_AT
     bright = np.full((5, 32, 32, 3), 200, np.uint8)
     assert ood_scores(new_galaxies[:5], state, bright).min() > 3 * WARN_AT
+
+
+def test_border_brightness_reads_a_memory_mapped_part_in_chunks(tmp_path, monkeypatch):
+    """The release step fits the reference on a part read through a memory map: borders are
+    averaged a chunk of images at a time, with exactly the numbers of the whole array at once."""
+    from galaxy_core.data.cache import CachedImages
+    from galaxy_core.model import ood
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(23, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "part.npy", images)
+    whole = border_brightness(images)
+    ring = np.ones((16, 16), bool)
+    ring[2:-2, 2:-2] = False
+    np.testing.assert_array_equal(whole, images[:, ring].reshape(23, -1).mean(1))
+    monkeypatch.setattr(ood, "BORDER_CHUNK", 5)  # 23 images: four full chunks and a short one
+    mapped = CachedImages(np.load(tmp_path / "part.npy", mmap_mode="r"))
+    np.testing.assert_array_equal(border_brightness(mapped), whole)
+    np.testing.assert_array_equal(border_brightness(list(images)), whole)

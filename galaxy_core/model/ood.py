@@ -79,15 +79,27 @@ def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, val_features: 
     return state, meta
 
 
+BORDER_CHUNK = 512
+"""Images whose borders are averaged at once: the release step reads the validation part of a
+large cache through a memory map, and all its borders at once in float64 were 0.7 GB at 50,000
+galaxies."""
+
+
 def border_brightness(images: np.ndarray) -> np.ndarray:
-    """Mean 0-255 brightness of the outer eighth of each (N, H, W, 3) uint8 image."""
-    images = np.asarray(images)
+    """Mean 0-255 brightness of the outer eighth of each (N, H, W, 3) uint8 image (a memory
+    map is read :data:`BORDER_CHUNK` images at a time)."""
+    if not hasattr(images, "shape"):  # a list of images
+        images = np.asarray(images)
     if images.ndim != 4 or not len(images):
         return np.zeros(len(images))
     ring = max(1, images.shape[1] // 8)
     mask = np.ones(images.shape[1:3], dtype=bool)
     mask[ring:-ring, ring:-ring] = False
-    return images[:, mask].reshape(len(images), -1).mean(1)
+    out = np.empty(len(images))
+    for start in range(0, len(images), BORDER_CHUNK):
+        chunk = np.asarray(images[start:start + BORDER_CHUNK])
+        out[start:start + len(chunk)] = chunk[:, mask].reshape(len(chunk), -1).mean(1)
+    return out
 
 
 def ood_scores(features: np.ndarray, state: dict[str, np.ndarray],
