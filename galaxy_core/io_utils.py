@@ -48,6 +48,17 @@ def is_inside(root: str | Path, relative: str | Path) -> bool:
     return (Path(root) / relative).resolve().is_relative_to(Path(root).resolve())
 
 
+def resolve_inside(root: Path, name: object) -> Path | None:
+    """``root / name`` resolved, or None when ``name`` is not text or reaches outside ``root``
+    (``../../etc/passwd``, or a link that leads elsewhere): what :func:`is_inside` checks, for a
+    ``root`` already resolved, so callers checking many names resolve it once (per name, that
+    was a third of ``galaxy prepare``'s own work on 6,000 images)."""
+    if not isinstance(name, str):
+        return None
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) else None
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 

@@ -246,10 +246,10 @@ def test_rebuilding_a_cache_in_place_is_atomic(gz1_fixture, tmp_path, monkeypatc
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "split0_val.npy"}
     (folder / "split0_val.npy").unlink()
 
-    def broken(paths, *args, **kwargs):
+    def broken(names, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_module, "decode_chunk", broken)
+    monkeypatch.setattr(cache_module, "decode_named_chunk", broken)
     with pytest.raises(OSError):
         load_part(prepared, CONFIG.crop_fraction, 32, 0, "val")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -280,3 +280,26 @@ def test_workers_default_to_the_cpus():
     args = build_parser().parse_args(["prepare", "--labels", "L", "--images", "I", "--out", "O"])
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert args.workers == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_names_that_leave_the_image_folder_are_never_read(tmp_path, workers):
+    """The check that a catalogue's image name stays inside the image folder runs in the
+    workers now: a ``..`` name and a link to a file outside are missing images, as in process."""
+    import pandas as pd
+
+    from galaxy_core.data import selection
+    from tests.conftest import draw_galaxy
+
+    images = tmp_path / "images"
+    images.mkdir()
+    secret = tmp_path / "secret.png"
+    draw_galaxy("spiral", 32, seed=1).save(secret)
+    draw_galaxy("elliptical", 32, seed=2).save(images / "ok.png")
+    (images / "link.png").symlink_to(secret)
+    names = ["ok.png", "../secret.png", "link.png", "", "nope.png"] * 10  # > one chunk
+    frame = pd.DataFrame({"image": names, "drop_reason": [""] * len(names)})
+    out = selection.check_images(frame, images, workers=workers)
+    missing = selection.REASON_MISSING
+    assert out["drop_reason"].tolist()[:5] == ["", missing, missing, missing, missing]
+    assert set(out["drop_reason"][names.index("ok.png") + 5::5]) == {selection.REASON_DUPLICATE}

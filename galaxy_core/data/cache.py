@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.pool import decode_chunk, run_chunks
+from galaxy_core.data.pool import Workers, decode_chunk, decode_named_chunk, run_chunks
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.data.selection import Progress
 from galaxy_core.data.splits import PARTS
@@ -179,7 +179,7 @@ class _ArrayFile:
 
 def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: int = 0,
                 progress: Progress | None = None, crop_radii: float = 0.0,
-                workers: int = 1) -> Path:
+                workers: int | Workers = 1) -> Path:
     """Write ``split{k}_{part}.npy`` and ``.csv`` for each part of split ``k``; return the folder.
 
     The images are decoded in ``workers`` processes, a chunk at a time, and each chunk is
@@ -206,10 +206,9 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
                 if lo < hi:
                     file.write_rows(lo - first_row[k], chunk[lo - start:hi - start])
 
-        paths = [prepared.image_path(n) for n in ordered["image"]]
-        work = partial(decode_chunk, crop_fraction=crop_fraction, size=size,
-                       crop_radii=crop_radii)
-        run_chunks(work, paths, store, workers, DECODE_CHUNK, progress)
+        work = partial(decode_named_chunk, root=prepared.image_dir.resolve(),
+                       crop_fraction=crop_fraction, size=size, crop_radii=crop_radii)
+        run_chunks(work, ordered["image"].tolist(), store, workers, DECODE_CHUNK, progress)
         for file in files:
             file.install()
     finally:

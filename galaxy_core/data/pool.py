@@ -30,7 +30,8 @@ import numpy as np
 
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.preprocess import crop_and_resize
-from galaxy_core.errors import GalaxyError, ImageLoadError
+from galaxy_core.errors import DataNotFoundError, GalaxyError, ImageLoadError
+from galaxy_core.io_utils import resolve_inside
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,11 +53,14 @@ MISSING, UNREADABLE = "missing", "unreadable"
 """What :func:`probe_chunk` says of an image it could not use (``""`` for a usable one)."""
 
 
-def probe_chunk(paths: Sequence[Path | None]) -> list[tuple[str, str]]:
-    """For each image (None: no usable name): ``(MISSING | UNREADABLE | "", sha1 of its
-    bytes)``, decoding each one fully, as a check must."""
+def probe_chunk(names: Sequence[str], root: Path) -> list[tuple[str, str]]:
+    """For each image named (relative to the resolved folder ``root``): ``(MISSING |
+    UNREADABLE | "", sha1 of its bytes)``, decoding each one fully, as a check must; a name
+    that reaches outside ``root`` counts as missing. The names are checked here, in the
+    workers, not one by one in the calling process."""
     out = []
-    for path in paths:
+    for name in names:
+        path = resolve_inside(root, name) if name else None
         if path is None or not path.is_file():
             out.append((MISSING, ""))
             continue
@@ -77,6 +81,19 @@ def decode_chunk(paths: Sequence[Path], crop_fraction: float, size: int,
     for i, path in enumerate(paths):
         out[i] = crop_and_resize(load_image(path), crop_fraction, size, crop_radii)
     return out
+
+
+def decode_named_chunk(names: Sequence[str], root: Path, crop_fraction: float, size: int,
+                       crop_radii: float = 0.0) -> np.ndarray:
+    """:func:`decode_chunk` of images named relative to the resolved folder ``root``; a name
+    reaching outside it is an error (the table was edited by hand)."""
+    paths = []
+    for name in names:
+        path = resolve_inside(root, name)
+        if path is None:
+            raise DataNotFoundError(f"image name {name!r} points outside {root}")
+        paths.append(path)
+    return decode_chunk(paths, crop_fraction, size, crop_radii)
 
 
 def default_workers() -> int:
@@ -113,37 +130,70 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _ready() -> int:
+    return os.getpid()
+
+
+class Workers:
+    """``n`` worker processes kept for several :func:`run_chunks` calls, so a job of several
+    passes (``galaxy prepare`` checks every image, then decodes the kept ones) starts them
+    once; they start as soon as the pool is entered, while the caller still reads its tables.
+    ``n == 1`` is the calling process itself: no pool, the plain reference path."""
+
+    def __init__(self, n: int) -> None:
+        self.n = check_workers(n)
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        if self.n > 1:
+            self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=_context(),
+                                            initializer=_ignore_sigint)
+            for _ in range(self.n):  # start them now: the fork server's imports take a second
+                self.pool.submit(_ready)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 def run_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T],
-               store: Callable[[int, R], None], workers: int = 1, chunk_size: int = 32,
-               progress: Progress | None = None) -> None:
+               store: Callable[[int, R], None], workers: int | Workers = 1,
+               chunk_size: int = 32, progress: Progress | None = None) -> None:
     """Call ``store(start, work(items[start:start + chunk_size]))`` for every chunk, in order.
 
-    ``work`` must be a module-level function (or a ``functools.partial`` of one) so it can be
-    sent to a worker, best one of this module's (already imported in every worker); ``store``
-    runs in this process. At most ``AHEAD_PER_WORKER`` chunks per worker are in flight. An
-    exception in ``work`` is raised here; on any exception, Ctrl-C included, no further chunk
-    is started and the pool is shut down before it propagates. Workers start by importing the
-    caller's main module, so a script that asks for more than one worker must guard its entry
-    point (``if __name__ == "__main__"``), as the ``galaxy`` command does.
+    ``workers`` is a number of processes (a pool is started for this call) or a running
+    :class:`Workers` to use. ``work`` must be a module-level function (or a
+    ``functools.partial`` of one) so it can be sent to a worker, best one of this module's
+    (already imported in every worker); ``store`` runs in this process. At most
+    ``AHEAD_PER_WORKER`` chunks per worker are in flight. An exception in ``work`` is raised
+    here; on any exception, Ctrl-C included, no further chunk is started and the pool is shut
+    down before it propagates. Workers start by importing the caller's main module, so a
+    script that asks for more than one worker must guard its entry point
+    (``if __name__ == "__main__"``), as the ``galaxy`` command does.
     """
-    check_workers(workers)
+    if not isinstance(workers, Workers):
+        several = check_workers(workers) if len(items) > chunk_size else 1
+        with Workers(several) as pool:
+            run_chunks(work, items, store, pool, chunk_size, progress)
+        return
     total, chunk_size = len(items), max(1, chunk_size)
     starts = range(0, total, chunk_size)
-    if workers == 1 or len(starts) <= 1:
+    if workers.pool is None or len(starts) <= 1:
         for start in starts:
             chunk = items[start:start + chunk_size]
             store(start, work(chunk))
             if progress:
                 progress(start + len(chunk), total)
         return
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(starts)),
-                               mp_context=_context(), initializer=_ignore_sigint)
+    pool, n = workers.pool, workers.n
     pending: deque[tuple[int, Future]] = deque()
     try:
         queue = iter(starts)
         for start in queue:
             pending.append((start, pool.submit(work, items[start:start + chunk_size])))
-            if len(pending) >= workers * AHEAD_PER_WORKER:
+            if len(pending) >= n * AHEAD_PER_WORKER:
                 break
         while pending:
             start, future = pending.popleft()
@@ -156,6 +206,7 @@ def run_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T],
                 progress(min(start + chunk_size, total), total)
     except BrokenProcessPool:
         raise WorkerError(f"a worker process died while decoding images (out of memory or "
-                          f"killed); try fewer --workers than {workers}") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                          f"killed); try fewer --workers than {n}") from None
+    except BaseException:
+        workers.__exit__()  # no further chunk: the pool goes down before the error propagates
+        raise

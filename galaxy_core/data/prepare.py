@@ -15,7 +15,7 @@ import pandas as pd
 from galaxy_core.config import Config
 from galaxy_core.data import catalogues, selection
 from galaxy_core.data.cache import build_cache
-from galaxy_core.data.pool import check_workers
+from galaxy_core.data.pool import Workers, check_workers
 from galaxy_core.data.prepared import JOINED_TABLE, KEPT_TABLE, SUMMARY, PreparedData, open_prepared
 from galaxy_core.data.splits import make_splits
 from galaxy_core.errors import CatalogueError
@@ -188,9 +188,16 @@ def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | 
     was: never half a set of tables, never an empty cache.
     """
     check_request(req, config)
+    with Workers(req.workers) as workers:  # started now, kept for both passes over the images
+        return _prepare(req, config, workers, progress, cache_progress)
+
+
+def _prepare(req: PrepareRequest, config: Config, workers: Workers,
+             progress: selection.Progress | None,
+             cache_progress: selection.Progress | None) -> PreparedData:
     image_dir = Path(req.images).resolve()
     joined, source = _labelled(req, config)
-    joined = selection.check_images(joined, image_dir, progress, req.workers)
+    joined = selection.check_images(joined, image_dir, progress, workers)
     summary = selection.summarise(joined, source)
     kept = joined[joined["drop_reason"] == ""].drop(columns=["drop_reason"])
     kept = make_splits(kept, req.n_splits, config.seed, config.val_fraction, config.test_fraction)
@@ -214,7 +221,7 @@ def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | 
                                     "files": [*written, SUMMARY]})
         if req.build_cache:
             cache = build_cache(open_prepared(work), config.crop_fraction, config.image_size, 0,
-                                cache_progress, workers=req.workers)
+                                cache_progress, workers=workers)
             written += [str(p.relative_to(work)) for p in sorted(cache.iterdir())]
         _install(work, out, [*written, SUMMARY])
     finally:

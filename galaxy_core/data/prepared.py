@@ -10,7 +10,7 @@ import pandas as pd
 
 from galaxy_core.data.splits import split_columns
 from galaxy_core.errors import DataNotFoundError
-from galaxy_core.io_utils import is_inside, read_json
+from galaxy_core.io_utils import read_json, resolve_inside
 
 JOINED_TABLE = "joined_galaxies_table.csv"
 KEPT_TABLE = "joined_galaxies_with_existing_images_table.csv"
@@ -34,9 +34,10 @@ class PreparedData:
 
     def image_path(self, name: str) -> Path:
         """Path of a kept image; names from an edited table cannot point outside image_dir."""
-        if not is_inside(self.image_dir, name):
+        path = resolve_inside(self.image_dir.resolve(), name)
+        if path is None:
             raise DataNotFoundError(f"image name {name!r} points outside {self.image_dir}")
-        return (self.image_dir / name).resolve()
+        return path
 
     def split_table(self, split: int) -> pd.DataFrame:
         """The kept table with a single ``split`` column for split number ``split``."""

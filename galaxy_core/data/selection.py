@@ -7,6 +7,7 @@ funnel (rows read -> uncertain dropped -> no image -> kept per class) can be rep
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,6 @@ from galaxy_core.data import pool
 from galaxy_core.data.catalogues import LEAF_NAMES, LEAF_TO_LABEL
 from galaxy_core.data.imageio import IMAGE_SUFFIXES
 from galaxy_core.errors import CatalogueError
-from galaxy_core.io_utils import is_inside
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` during long steps; the CLI and the app draw it."""
@@ -98,7 +98,7 @@ decoding, small enough that the progress bar moves and Ctrl-C stops within a sec
 
 
 def check_images(frame: pd.DataFrame, image_dir: Path, progress: Progress | None = None,
-                 workers: int = 1) -> pd.DataFrame:
+                 workers: int | pool.Workers = 1) -> pd.DataFrame:
     """Mark rows whose image is missing, unreadable or an exact copy of another row's image.
 
     Only rows still in play (empty ``drop_reason``) are opened. Every image is fully decoded,
@@ -108,15 +108,15 @@ def check_images(frame: pd.DataFrame, image_dir: Path, progress: Progress | None
     """
     out = frame.copy()
     todo = out.index[out["drop_reason"] == ""]
-    names = out.loc[todo, "image"].fillna("")
-    paths = [image_dir / n if n and is_inside(image_dir, n) else None for n in names]
-    results: list[tuple[str, str]] = [(REASON_MISSING, "")] * len(paths)
+    names = out.loc[todo, "image"].fillna("").tolist()
+    results: list[tuple[str, str]] = [(REASON_MISSING, "")] * len(names)
     reasons = {pool.MISSING: REASON_MISSING, pool.UNREADABLE: REASON_UNREADABLE, "": ""}
 
     def store(start: int, chunk: list[tuple[str, str]]) -> None:
         results[start:start + len(chunk)] = [(reasons[r], h) for r, h in chunk]
 
-    pool.run_chunks(pool.probe_chunk, paths, store, workers, PROBE_CHUNK, progress)
+    work = partial(pool.probe_chunk, root=Path(image_dir).resolve())  # names checked there
+    pool.run_chunks(work, names, store, workers, PROBE_CHUNK, progress)
     out.loc[todo, "drop_reason"] = [r for r, _ in results]
     out.loc[todo, "sha1"] = [h for _, h in results]
     dup = out["sha1"].notna() & (out["sha1"] != "") & out["sha1"].duplicated(keep="first")
