@@ -111,6 +111,37 @@ def check_workers(workers: int) -> int:
     return workers
 
 
+MMAP_THRESHOLD = 8 << 20
+"""Blocks up to this size come from the heap in a worker, not from a fresh ``mmap`` (glibc)."""
+TRIM_THRESHOLD = 32 << 20
+"""Free heap a worker keeps instead of handing it back to the kernel at once (glibc)."""
+
+
+def steady_malloc() -> None:
+    """Let this process reuse the memory it frees instead of mapping it afresh each time.
+
+    glibc serves a block over 128 KB with its own ``mmap`` and unmaps it when freed, so every
+    423 px picture decoded (a 537 KB buffer, and the float copies the galaxy finder makes)
+    faulted its pages in again: in a fresh worker process that made checking a cutout cost
+    1.3-1.5 ms of CPU instead of 0.6. A long-running process escapes this by itself (glibc
+    raises the threshold once large blocks are freed), which is why the same work ran 60 %
+    faster in the calling process. A no-op where the C library has no ``mallopt``."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    mallopt(m_trim_threshold, TRIM_THRESHOLD)
+
+
+def _start_worker() -> None:
+    _ignore_sigint()
+    steady_malloc()
+
+
 def _ignore_sigint() -> None:
     """Workers ignore Ctrl-C: the terminal sends it to the whole process group, and the parent
     alone decides what to do (stop handing out chunks, clean up its temporary files); a worker
@@ -147,7 +178,7 @@ class Workers:
     def __enter__(self) -> Workers:
         if self.n > 1:
             self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=_context(),
-                                            initializer=_ignore_sigint)
+                                            initializer=_start_worker)
             for _ in range(self.n):  # start them now: the fork server's imports take a second
                 self.pool.submit(_ready)
         return self

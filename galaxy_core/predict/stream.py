@@ -32,6 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
 
 from galaxy_core.config import Config
+from galaxy_core.data.pool import steady_malloc
 from galaxy_core.errors import GalaxyError
 from galaxy_core.predict.framing import Prediction, Prepared, prepare_source
 from galaxy_core.predict.jobs import Job
@@ -66,6 +67,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _start_worker(config: Config, survey: str, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    steady_malloc()  # reading a cutout allocates large buffers: reuse them, do not remap
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _WORKER.update(config=config, survey=survey)
 
