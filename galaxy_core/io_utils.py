@@ -45,7 +45,7 @@ def orphan_temps(folder: str | Path) -> list[Path]:
 def is_inside(root: str | Path, relative: str | Path) -> bool:
     """True when ``root/relative`` stays inside ``root``: names read from a catalogue or table
     must never reach files elsewhere (``../../etc/passwd``)."""
-    return (Path(root) / relative).resolve().is_relative_to(Path(root).resolve())
+    return resolve_inside(Path(root).resolve(), os.fspath(relative)) is not None
 
 
 def resolve_inside(root: Path, name: object) -> Path | None:

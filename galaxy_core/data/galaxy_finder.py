@@ -98,10 +98,10 @@ def _darkest_strip(plane: np.ndarray) -> tuple[np.ndarray, float]:
     Only the border is used because a galaxy may cover most of the frame; the darkest strip
     because a press image may crop the galaxy, or a bright star may sit, on one side.
     """
-    medians = [float(np.median(s.mean(axis=-1) if s.ndim == 3 else s))
-               for s in _border_strips(plane)]
+    strips = _border_strips(plane)
+    medians = [float(np.median(s.mean(axis=-1) if s.ndim == 3 else s)) for s in strips]
     darkest = int(np.argmin(medians))
-    return _border_strips(plane)[darkest], medians[darkest]
+    return strips[darkest], medians[darkest]
 
 
 def _sky_stats(lum: np.ndarray) -> tuple[float, float]:

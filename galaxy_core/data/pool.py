@@ -184,6 +184,10 @@ class Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (waiting for the chunk each is on); safe to call twice."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
@@ -205,8 +209,8 @@ def run_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T],
     (``if __name__ == "__main__"``), as the ``galaxy`` command does.
     """
     if not isinstance(workers, Workers):
-        several = check_workers(workers) if len(items) > chunk_size else 1
-        with Workers(several) as pool:
+        chunks = -(-len(items) // max(1, chunk_size))
+        with Workers(max(1, min(check_workers(workers), chunks))) as pool:
             run_chunks(work, items, store, pool, chunk_size, progress)
         return
     total, chunk_size = len(items), max(1, chunk_size)
@@ -239,5 +243,5 @@ def run_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T],
         raise WorkerError(f"a worker process died while decoding images (out of memory or "
                           f"killed); try fewer --workers than {n}") from None
     except BaseException:
-        workers.__exit__()  # no further chunk: the pool goes down before the error propagates
+        workers.close()  # no further chunk: the pool goes down before the error propagates
         raise

@@ -81,13 +81,19 @@ def run_loaded(loaded: ModelInfo, images: np.ndarray, views: int = 1, batch_size
                              batch_size=batch_size, features=features, progress=progress)
 
 
+def views_for(loaded: ModelInfo, views: int | None = None) -> int:
+    """The views a prediction averages: ``views``, or by default the model's own setting (8
+    with rotation averaging, else 1)."""
+    return views if views is not None else (8 if loaded.config.tta else 1)
+
+
 def infer(loaded: ModelInfo, images: np.ndarray, batch_size: int = 64,
           progress: Callable[[int, int], None] | None = None,
           views: int | None = None) -> Inference:
     """Calibrated probabilities and OOD scores for uint8 model-ready images (N, H, W, 3), from
     one rotation-averaged pass (the OOD features come from the same pass as the logits).
     ``views`` (1, 4 or 8) trades averaging for speed; by default the model's own setting."""
-    n_views = views if views is not None else (8 if loaded.config.tta else 1)
+    n_views = views_for(loaded, views)
     wants_ood = loaded.ood is not None and len(images) > 0
     out = run_loaded(loaded, images, views=n_views, batch_size=batch_size, features=wants_ood,
                      progress=progress)

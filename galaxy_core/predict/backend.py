@@ -65,9 +65,7 @@ def open_model(folder: str | Path, name: str = "torch", note: Note | None = None
     missing ``model.onnx``)."""
     _check_name(name)
     info = read_model_folder(folder)
-    if name == "auto":
-        name, why = _auto(info)
-        (note or (lambda text: None))(f"backend auto: {name} ({why})")
+    name = _chosen(info, name, note or (lambda text: None))
     if name == "torch":
         from galaxy_core.model.store import load_model
 
@@ -84,9 +82,7 @@ def use_backend(loaded: ModelInfo, name: str = "torch", note: Note | None = None
     say = note or (lambda text: None)
     module = getattr(loaded, "model", None)
     base = info_fields(loaded)
-    if name == "auto":
-        name, why = _auto(loaded)
-        say(f"backend auto: {name} ({why})")
+    name = _chosen(loaded, name, say)
     if name == "torch":
         if module is None:
             raise GalaxyError("the torch backend needs the torch module: load the model with "
@@ -101,6 +97,15 @@ def use_backend(loaded: ModelInfo, name: str = "torch", note: Note | None = None
 def _check_name(name: str) -> None:
     if name not in BACKENDS:
         raise GalaxyError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _chosen(loaded: ModelInfo, name: str, say: Note) -> str:
+    """``name``, or for ``auto`` the engine it picks (said in one line)."""
+    if name != "auto":
+        return name
+    name, why = _auto(loaded)
+    say(f"backend auto: {name} ({why})")
+    return name
 
 
 def _auto(loaded: ModelInfo) -> tuple[str, str]:

@@ -20,12 +20,13 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
 from galaxy_core.errors import GalaxyError
+from galaxy_core.model.calibrated import views_for
+from galaxy_core.model.folder import ModelInfo
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.model.prior import training_prior
-from galaxy_core.model.folder import ModelInfo
 from galaxy_core.predict.classify import Prediction, finish_prepared
 from galaxy_core.predict.jobs import Job, cell
 from galaxy_core.predict.population import PriorUsed, apply_prior
@@ -38,7 +39,6 @@ PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "su
                    "error", "notes", "prior")
 """The columns of every ``galaxy predict`` output, after any ``--id-columns``."""
 SKIPPED = "skipped: "
-T = TypeVar("T")
 
 
 def output_columns(id_columns: Sequence[str], accepted: bool) -> tuple[str, ...]:
@@ -141,8 +141,8 @@ class PredictionRun:
     def _record(self, output: Path, resuming: bool) -> None:
         """Check a resumed output's run record against this run (refusing rows of another
         kind), then record this run's options beside the output."""
-        views = self.options.views or (8 if self.loaded.config.tta else 1)
-        record = record_of(self.loaded, views, self.options.survey)
+        record = record_of(self.loaded, views_for(self.loaded, self.options.views),
+                           self.options.survey)
         if resuming and not check_resume(output, record):
             self.notes.append(f"{output} has no run record (made by an older version): its "
                               "rows are taken as made with this run's options")
@@ -182,17 +182,23 @@ class PredictionRun:
         by default this process's network with worker processes reading ahead. The Ray
         engine (:mod:`galaxy_core.predict.ray_engine`) plugs in here, so the rows, the
         output and ``--resume`` are the same whichever made them."""
+        from threadpoolctl import threadpool_limits
+
         batches = (engine or self._local)(jobs)
         try:
-            for batch in _one_blas_thread(batches):
-                preds = [pred for _, pred in batch]
-                if self.batch_prior.source == "given":
-                    apply_prior(preds, self.loaded.meta, self.batch_prior.fraction)
-                self.output.append([self._row(job, pred) for job, pred in batch])
-                for pred in preds:
-                    self.tally.count(pred)
-                if progress:
-                    progress(len(batch))
+            # numpy's BLAS on one thread: the main process's only BLAS work is the OOD score's
+            # small matrix products, and BLAS threads spinning beside the network and the
+            # reading workers made them 25 times slower (20 ms a batch instead of 0.8)
+            with threadpool_limits(limits=1, user_api="blas"):
+                for batch in batches:
+                    preds = [pred for _, pred in batch]
+                    if self.batch_prior.source == "given":
+                        apply_prior(preds, self.loaded.meta, self.batch_prior.fraction)
+                    self.output.append([self._row(job, pred) for job, pred in batch])
+                    for pred in preds:
+                        self.tally.count(pred)
+                    if progress:
+                        progress(len(batch))
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
@@ -243,21 +249,6 @@ class PredictionRun:
         if self.options.threshold is not None:
             row["accepted"] = int(pred.accepted(self.options.threshold)) if pred.ok else ""
         return {column: cell(value) for column, value in row.items()}
-
-
-def _one_blas_thread(batches: Iterator[T]) -> Iterator[T]:
-    """``batches``, made with numpy's BLAS on one thread. The main process's only BLAS work is
-    the OOD score's small matrix products, and BLAS threads that spin while the network and the
-    reading workers hold the cores made them 25 times slower (20 ms a batch instead of 0.8)."""
-    from threadpoolctl import threadpool_limits
-
-    it = iter(batches)
-    while True:
-        with threadpool_limits(limits=1, user_api="blas"):
-            batch = next(it, None)
-        if batch is None:
-            return
-        yield batch
 
 
 def _stdout() -> IO[str]:
