@@ -11,11 +11,14 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from galaxy_core import locations
 from galaxy_core.config import ARCHES, DEVICE_CHOICES, LITE0, LITE0_EXTRA, Config
 from galaxy_core.errors import GalaxyError
+
+if TYPE_CHECKING:
+    from galaxy_core.data.pool import Workers
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -76,6 +79,15 @@ def _progress(bar):
 
 # ---------------------------------------------------------------------------------------------
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from galaxy_core.data.pool import Workers  # numpy, PIL and scipy only
+
+    # The worker processes start first, in the background: their fork server loads the
+    # decoders on another core while this process loads pandas and reads the catalogue.
+    with Workers(args.workers) as workers:
+        return _prepare(args, workers)
+
+
+def _prepare(args: argparse.Namespace, workers: Workers) -> int:
     from galaxy_core.data.prepare import PrepareRequest, prepare
 
     config = Config(prob_threshold=args.threshold, seed=args.seed, val_fraction=args.val,
@@ -87,7 +99,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                          folders=args.folders, use_flags=args.use_flags, n_splits=args.splits,
                          export=args.export, build_cache=not args.no_cache, workers=args.workers)
     with _bar("checking images") as check, _bar("building cache") as cache:
-        prepared = prepare(req, config, _progress(check), _progress(cache))
+        prepared = prepare(req, config, _progress(check), _progress(cache), workers)
     s = prepared.summary
     print(f"read {s['rows_read']} rows; dropped {s['dropped_total']} "
           f"({', '.join(f'{k}: {v}' for k, v in s['dropped'].items()) or 'none'}); kept "

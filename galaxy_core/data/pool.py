@@ -19,6 +19,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -168,26 +169,44 @@ def _ready() -> int:
 class Workers:
     """``n`` worker processes kept for several :func:`run_chunks` calls, so a job of several
     passes (``galaxy prepare`` checks every image, then decodes the kept ones) starts them
-    once; they start as soon as the pool is entered, while the caller still reads its tables.
-    ``n == 1`` is the calling process itself: no pool, the plain reference path."""
+    once. They start in the background as soon as the pool is entered: the fork server's
+    imports (numpy, PIL, scipy) take a third of a second on another core while the caller goes
+    on reading its tables, instead of the caller waiting for them. ``n == 1`` is the calling
+    process itself: no pool, the plain reference path."""
 
     def __init__(self, n: int) -> None:
         self.n = check_workers(n)
         self.pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
 
     def __enter__(self) -> Workers:
         if self.n > 1:
             self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=_context(),
                                             initializer=_start_worker)
-            for _ in range(self.n):  # start them now: the fork server's imports take a second
-                self.pool.submit(_ready)
+            self._starting = threading.Thread(target=self._start, args=(self.pool,),
+                                              name="galaxy-workers-start", daemon=True)
+            self._starting.start()
         return self
+
+    def _start(self, pool: ProcessPoolExecutor) -> None:
+        """Launch the processes: the first submit forks them all, and blocks until the fork
+        server is ready. A later submit from the caller waits for this one (the executor
+        serialises them), so nothing is ever handed out before the workers exist. A failure
+        here resurfaces on the caller's own first submit."""
+        try:
+            for _ in range(self.n):
+                pool.submit(_ready)
+        except Exception:  # noqa: BLE001 - the caller's submit raises it again, in its thread
+            pass
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         """Stop the workers (waiting for the chunk each is on); safe to call twice."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None

@@ -180,16 +180,26 @@ def _install(work: Path, out: Path, written: list[str]) -> None:
 
 
 def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | None = None,
-            cache_progress: selection.Progress | None = None) -> PreparedData:
+            cache_progress: selection.Progress | None = None,
+            workers: Workers | None = None) -> PreparedData:
     """Run the whole pipeline and return the prepared dataset it wrote.
 
     Everything is written into a temporary folder beside ``req.out`` and moved into place at
     the end, so a bad option, a bad catalogue, Ctrl-C or a full disk leaves ``req.out`` as it
     was: never half a set of tables, never an empty cache.
+
+    ``workers`` is a pool of ``req.workers`` processes the caller entered already: the
+    ``galaxy`` command starts it before it imports this module, so the workers get ready on
+    another core while pandas and scikit-learn load (a second of a 6,000-image job). Without
+    one, a pool is started here and kept for both passes over the images.
     """
     check_request(req, config)
-    with Workers(req.workers) as workers:  # started now, kept for both passes over the images
+    if workers is not None:
+        if workers.n != req.workers:
+            raise ValueError(f"a pool of {workers.n} workers for a request of {req.workers}")
         return _prepare(req, config, workers, progress, cache_progress)
+    with Workers(req.workers) as started:
+        return _prepare(req, config, started, progress, cache_progress)
 
 
 def _prepare(req: PrepareRequest, config: Config, workers: Workers,
