@@ -249,7 +249,7 @@ def test_rebuilding_a_cache_in_place_is_atomic(gz1_fixture, tmp_path, monkeypatc
     def broken(names, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_module, "decode_named_chunk", broken)
+    monkeypatch.setattr(cache_module, "decode_into_files", broken)
     with pytest.raises(OSError):
         load_part(prepared, CONFIG.crop_fraction, 32, 0, "val")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_core.config import CLASSES, Config
-from galaxy_core.data.pool import Workers, decode_chunk, decode_named_chunk, run_chunks
+from galaxy_core.data.pool import RowFile, Workers, decode_chunk, decode_into_files, run_chunks
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.data.selection import Progress
 from galaxy_core.data.splits import PARTS
@@ -147,23 +147,23 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
 
 class _ArrayFile:
     """One part's ``.npy`` being written: a temporary file beside its final name, the header
-    first, rows written at their place as chunks arrive (plain writes, not a writable map: the
-    written pages then belong to the page cache, not to this process's resident memory),
-    renamed over the final name only by :meth:`install`."""
+    first and room for every row, which the decoding workers fill in place (plain writes, not
+    a writable map: the written pages belong to the page cache, not to any process's resident
+    memory); renamed over the final name only by :meth:`install`."""
 
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
-        self.path = path
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64))
+        self.path, self.rows = path, int(shape[0])
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         self.tmp = Path(tmp)
         self.handle: BinaryIO = os.fdopen(fd, "wb")
         self.handle.write(npy_header(shape))
         self.offset = self.handle.tell()
-        self.handle.truncate(self.offset + shape[0] * self.row_bytes)
+        self.handle.truncate(self.offset + self.rows * int(np.prod(shape[1:], dtype=np.int64)))
+        self.handle.flush()
 
-    def write_rows(self, first: int, rows: np.ndarray) -> None:
-        self.handle.seek(self.offset + first * self.row_bytes)
-        self.handle.write(np.ascontiguousarray(rows, dtype=np.uint8).tobytes())
+    def target(self, first: int) -> RowFile:
+        """Where the workers write this part's rows, ``first`` being its first row in the job."""
+        return RowFile(self.tmp, self.offset, first, self.rows)
 
     def install(self) -> None:
         self.handle.flush()
@@ -182,8 +182,8 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
                 workers: int | Workers = 1) -> Path:
     """Write ``split{k}_{part}.npy`` and ``.csv`` for each part of split ``k``; return the folder.
 
-    The images are decoded in ``workers`` processes, a chunk at a time, and each chunk is
-    written at once into its part's file, so memory holds a few chunks, never the cache. The
+    The images are decoded in ``workers`` processes, a chunk at a time, and the worker writes
+    each chunk straight into its part's file, so memory holds a few chunks, never the cache. The
     files are written under temporary names and renamed into place only when every part is
     complete: an error or Ctrl-C leaves the folder as it was. The result is the same, byte for
     byte, for any number of workers.
@@ -200,15 +200,11 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
             files.append(_ArrayFile(folder / f"split{split}_{part}.npy",
                                     (len(rows[part]), size, size, 3)))
 
-        def store(start: int, chunk: np.ndarray) -> None:
-            for k, file in enumerate(files):  # a chunk may straddle two parts
-                lo, hi = max(start, first_row[k]), min(start + len(chunk), first_row[k + 1])
-                if lo < hi:
-                    file.write_rows(lo - first_row[k], chunk[lo - start:hi - start])
-
-        work = partial(decode_named_chunk, root=prepared.image_dir.resolve(),
+        work = partial(decode_into_files, root=prepared.image_dir.resolve(),
+                       files=[file.target(int(first)) for file, first in zip(files, first_row)],
                        crop_fraction=crop_fraction, size=size, crop_radii=crop_radii)
-        run_chunks(work, ordered["image"].tolist(), store, workers, DECODE_CHUNK, progress)
+        items = list(enumerate(ordered["image"].tolist()))  # (row of the job, image name)
+        run_chunks(work, items, lambda start, written: None, workers, DECODE_CHUNK, progress)
         for file in files:
             file.install()
     finally:

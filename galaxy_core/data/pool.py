@@ -23,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TypeVar
@@ -95,6 +96,48 @@ def decode_named_chunk(names: Sequence[str], root: Path, crop_fraction: float, s
             raise DataNotFoundError(f"image name {name!r} points outside {root}")
         paths.append(path)
     return decode_chunk(paths, crop_fraction, size, crop_radii)
+
+
+@dataclass(frozen=True)
+class RowFile:
+    """Where rows ``first .. first + count - 1`` of a decoding job go: a file being written
+    (a ``.npy`` part of the cache) whose pixel data start at byte ``offset``."""
+
+    path: Path
+    offset: int
+    first: int
+    count: int
+
+
+def decode_into_files(rows: Sequence[tuple[int, str]], root: Path, files: Sequence[RowFile],
+                      crop_fraction: float, size: int, crop_radii: float = 0.0) -> int:
+    """:func:`decode_named_chunk` of consecutive ``(row, name)`` items, each image written at
+    its row's place in the file it belongs to (a chunk may straddle two); returns the number
+    of rows written.
+
+    The worker writes its pixels itself instead of sending them back: a chunk is a megabyte,
+    and pickling it, pushing it through a pipe and writing it again in the calling process
+    cost a sixth of the decoding, on the same two cores. Rows never overlap, so workers
+    write side by side; whoever owns the file syncs it before it is renamed into place."""
+    if not rows:
+        return 0
+    pixels = decode_named_chunk([name for _, name in rows], root, crop_fraction, size,
+                                crop_radii)
+    start, end, row_bytes = rows[0][0], rows[-1][0] + 1, size * size * 3
+    for target in files:
+        lo, hi = max(start, target.first), min(end, target.first + target.count)
+        if lo >= hi:
+            continue
+        data = memoryview(np.ascontiguousarray(pixels[lo - start:hi - start])).cast("B")
+        fd = os.open(target.path, os.O_WRONLY)
+        try:
+            position = target.offset + (lo - target.first) * row_bytes
+            while data:
+                written = os.pwrite(fd, data, position)
+                data, position = data[written:], position + written
+        finally:
+            os.close(fd)
+    return len(rows)
 
 
 def default_workers() -> int:
