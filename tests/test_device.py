@@ -34,3 +34,28 @@ def test_auto_and_cpu_resolve_to_the_cpu_here_and_names_are_checked():
     assert resolve_device("auto").type == resolve_device("cpu").type == "cpu"
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_running_loss_reads_the_device_only_every_few_steps_off_the_cpu():
+    """On a GPU the per-step ``.item()`` would stall the batch pipeline: the running loss is
+    read every READ_EVERY steps and at the last one, and its sum is exact whatever the
+    schedule (float64, the same as adding Python floats)."""
+    from galaxy_core.train.loop import _RunningLoss
+
+    losses = [0.7 + 0.01 * i for i in range(23)]
+    every_step = _RunningLoss(torch.device("cpu"))
+    assert every_step.every == 1
+    sparse = _RunningLoss(torch.device("cpu"))
+    sparse.every = _RunningLoss.READ_EVERY  # what a GPU gets
+    seen_dense, seen_sparse, python_sum = [], [], 0.0
+    for i, value in enumerate(losses):
+        loss = torch.tensor(value, dtype=torch.float32)
+        last = i == len(losses) - 1
+        seen_dense.append(every_step.add(loss, 16, i, last))
+        seen_sparse.append(sparse.add(loss, 16, i, last))
+        python_sum += loss.item() * 16
+    assert every_step.sum() == sparse.sum() == python_sum
+    assert seen_dense[-1] == seen_sparse[-1] == python_sum / (16 * len(losses))
+    changes = [i for i in range(1, len(losses)) if seen_sparse[i] != seen_sparse[i - 1]]
+    assert changes == [10, 20, 22]  # read at steps 0, 10, 20 and the last
+    assert len(set(seen_dense)) == len(losses)
