@@ -173,6 +173,8 @@ def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, spl
     distributed.barrier(world)
     if where.type == "cpu":
         set_threads(config.threads or max(1, (os.cpu_count() or 1) // world.size))
+    elif where.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its kernels once
     torch.manual_seed(config.seed + split)
     generator = torch.Generator().manual_seed(config.seed * 1000 + split)
 
