@@ -190,8 +190,8 @@ def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | 
 
     ``workers`` is a pool of ``req.workers`` processes the caller entered already: the
     ``galaxy`` command starts it before it imports this module, so the workers get ready on
-    another core while pandas and scikit-learn load (a second of a 6,000-image job). Without
-    one, a pool is started here and kept for both passes over the images.
+    another core while pandas loads and the catalogue is read. Without one, a pool is started
+    here and kept for both passes over the images.
     """
     check_request(req, config)
     if workers is not None:
