@@ -18,7 +18,8 @@ cutout reused with a JPEG comment that changes its bytes, not its pixels).
 2. ``galaxy prepare --workers <all CPUs>`` of the N galaxies: the workstation figure for
    checking and decoding, scaled to the 243,000-galaxy GZ2 release;
 3. ``galaxy train --device cuda`` (bf16 autocast, channels_last, batch augmentation on the GPU),
-   ``--epochs 2``: images/s of the second epoch (the first includes cuDNN's autotuning), and
+   ``--epochs 2``: images/s of the second epoch's training steps (the first includes cuDNN's
+   autotuning; the validation pass is timed apart), and
    the release step (reports, calibration, OOD reference) on the GPU;
 4. the same through ``torchrun --standalone --nproc_per_node 1`` (LOCAL_RANK picks the GPU; one
    process needs no process group, so NCCL itself needs a machine of several GPUs), then

@@ -74,6 +74,9 @@ def test_training_writes_log_checkpoint_and_model(finished_run):
     assert [r["epoch"] for r in read_history(result.run_dir)] == [1, 2, 3]
     for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds"):
         assert key in result.history[0]
+    for row in result.history:  # the speed is the training steps', validation left out
+        assert 0 <= row["train_seconds"] <= row["seconds"]
+        assert row["images_per_second"] > 0
     assert (result.run_dir / "checkpoint.safetensors").is_file()
     assert result.model_dir == result.run_dir / "model"
     loaded = load_model(result.model_dir)
