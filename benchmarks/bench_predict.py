@@ -146,6 +146,8 @@ def measure(variant: str, folder: Path, scratch: Path) -> dict:
 
 
 def hours(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 48 * 3600:
