@@ -199,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "the same command again (--resume also starts from the beginning)",
                       file=sys.stderr)
             return EXIT_INTERRUPTED
-        result.model_dir = finalize_run(run_dir, result.state)
+        result.model_dir = finalize_run(run_dir, result.state, device=args.device)
         results.append(result)
         print(f"{run_dir}: {result.state} after {len(result.history)} epochs; model in "
               f"{result.model_dir}")
