@@ -16,7 +16,7 @@ from galaxy_core.data.cache import Part, load_framed_part
 from galaxy_core.data.prepared import PreparedData
 from galaxy_core.evaluate.metrics import aggregate
 from galaxy_core.evaluate.report import build_report, write_report
-from galaxy_core.model.inference import predict_logits
+from galaxy_core.model.inference import batch_for, predict_logits
 from galaxy_core.model.store import LoadedModel
 
 
@@ -37,6 +37,7 @@ def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,
     cfg = loaded.config
     data = load_framed_part(prepared, cfg, split, part)
     logits = predict_logits(loaded.model, data.images, cfg.mean, cfg.std, tta=cfg.tta,
+                            batch_size=batch_for(loaded.model),
                             channels_last=cfg.channels_last, progress=progress)
     report = part_report(logits, data, loaded.temperature, loaded.logit_bias, prepared, split,
                          part, loaded.path)

@@ -25,7 +25,7 @@ from galaxy_core.evaluate.calibration import fit_temperature
 from galaxy_core.evaluate.evaluate_model import part_report
 from galaxy_core.evaluate.report import headline_metrics, write_report
 from galaxy_core.model.build import build_model, classifier_layer
-from galaxy_core.model.inference import run_network
+from galaxy_core.model.inference import batch_for, run_network
 from galaxy_core.model.ood import fit_ood, save_ood
 from galaxy_core.io_utils import read_json
 from galaxy_core.model.store import META_FILE, report_dir, save_model
@@ -51,15 +51,6 @@ def as_stored(model: nn.Module, config: Config, half: bool) -> nn.Module:
     return model.eval()
 
 
-GPU_BATCH = 256
-"""Images per pass when the release step measures a network on a GPU (64 on the CPU, where a
-larger batch is no faster, and where the reports must stay as they were)."""
-
-
-def _batch_for(model: nn.Module) -> int:
-    return GPU_BATCH if next(model.parameters()).device.type == "cuda" else 64
-
-
 def write_model_folder(folder: Path, model: nn.Module, config: Config, prepared: PreparedData,
                        split: int, train_part: Part, logit_bias: np.ndarray,
                        training: dict[str, Any], temperature: float | None = None,
@@ -78,7 +69,7 @@ def write_model_folder(folder: Path, model: nn.Module, config: Config, prepared:
     for name, data in parts.items():
         step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
         outputs[name] = run_network(model, data.images, config.mean, config.std, tta=config.tta,
-                                    batch_size=_batch_for(model),
+                                    batch_size=batch_for(model),
                                     channels_last=config.channels_last, features=name == "val",
                                     progress=step)
     bias = np.asarray(logit_bias, dtype=float)
@@ -91,7 +82,7 @@ def write_model_folder(folder: Path, model: nn.Module, config: Config, prepared:
         write_report(report_dir(folder, name), reports[name])
 
     train_features = run_network(model, train_part.images, config.mean, config.std, tta=False,
-                                 batch_size=_batch_for(model),
+                                 batch_size=batch_for(model),
                                  channels_last=config.channels_last, features=True).features
     ood_state, ood_meta = fit_ood(train_features, train_part.labels, outputs["val"].features,
                                   parts["val"].images)
