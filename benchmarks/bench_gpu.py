@@ -4,7 +4,10 @@ machine, so that the scale table's GPU rows can be measured instead of estimated
 A lent GPU machine (this project's `device` tool) gets a copy of the repository and nothing
 beside it, so the real cutouts travel in a small pack made here first:
 
-    # here, where ../shared/data is: copy 1,500 labelled GZ1 cutouts (~21 MB) into .gpu_pack/
+    # here, where ../shared/data is: copy 1,500 labelled GZ1 cutouts (~21 MB) into .gpu_pack/;
+    # it also says what a device call would send, and what to move aside if that is over
+    # the tool's 64 MiB (the shipped model's files, 45 MiB of weights and 23 MiB of int8
+    # ONNX, are tracked and not needed there)
     .venv/bin/python benchmarks/bench_gpu.py --pack .gpu_pack
     # there (carry .gpu_pack), with the machine's own python3 and torch:
     PYTHONUNBUFFERED=1 python3 benchmarks/bench_gpu.py --from .gpu_pack --out $OUT
@@ -80,6 +83,46 @@ def make_pack(pack: Path, data_root: Path, count: int) -> int:
                                      "benchmarks/bench_gpu.py --pack, to travel to a GPU "
                                      "machine; not committed.\n")
     return len(chosen)
+
+
+TRAVEL_LIMIT = 64 * 2**20
+"""What the device tool sends at most: the checkout's tracked and untracked-not-ignored files
+plus the carried paths (its README, "Limits")."""
+
+
+def travel_size(pack: Path) -> tuple[int, list[tuple[int, str]]]:
+    """Bytes a device call would send with ``pack`` carried, and the tracked files by size."""
+    def listed(*flags: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *flags], cwd=REPO, capture_output=True,
+                             check=True).stdout.decode()
+        return [name for name in out.split("\0") if name]
+
+    sizes = [((REPO / name).stat().st_size, name) for name in
+             listed() + listed("--others", "--exclude-standard") if (REPO / name).is_file()]
+    packed = sum(p.stat().st_size for p in pack.rglob("*") if p.is_file())
+    return sum(size for size, _ in sizes) + packed, sorted(sizes, reverse=True)
+
+
+def travel_advice(pack: Path) -> list[str]:
+    """What to move out of the checkout for the device call when it would send too much (the
+    shipped model's files are 68 MiB, and this rehearsal does not use them)."""
+    total, files = travel_size(pack)
+    lines = [f"a device call would send {total / 2**20:.1f} MiB (limit "
+             f"{TRAVEL_LIMIT / 2**20:.0f} MiB) with {pack} carried"]
+    if total <= TRAVEL_LIMIT:
+        return lines
+    aside, excess = [], total - TRAVEL_LIMIT
+    for size, name in files:
+        if excess <= 0 or not name.startswith("models/"):
+            continue
+        aside.append(name)
+        excess -= size
+    lines.append("over the limit: move these (unused here) out of the checkout for the call, "
+                 "and back after it:")
+    lines.append("  mkdir -p /tmp/gpu_aside && mv " + " ".join(aside) + " /tmp/gpu_aside/")
+    lines.append("  # after the call: mv /tmp/gpu_aside/* " + str(Path(aside[0]).parent) + "/"
+                 if aside else "  (no model file to move: make the pack smaller)")
+    return lines
 
 
 # --- there: the steps ----------------------------------------------------------------------------
@@ -279,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         data_root = Path(args.data) if args.data else default_data_root()
         count = make_pack(Path(args.pack), data_root, args.pack_images)
         print(f"packed {count} real cutouts into {args.pack}; carry it to the GPU machine")
+        print("\n".join(travel_advice(Path(args.pack))))
         return
     result = rehearse(args)
     result["summary"] = summary(result)

@@ -23,6 +23,7 @@ def test_gpu_rehearsal_runs_every_step_on_the_cpu(shared_data, tmp_path):
                           capture_output=True, text=True, cwd=REPO)
     assert made.returncode == 0, made.stderr
     assert len(list((pack / "gz1_sdss" / "images").iterdir())) == 40
+    assert "a device call would send" in made.stdout  # and what to move aside if over 64 MiB
     ran = subprocess.run([sys.executable, str(SCRIPT), "--from", str(pack), "--out", str(out),
                           "--work", str(tmp_path / "work"), "--n", "120", "--device", "cpu",
                           "--image-size", "32", "--batch-size", "16", "--step-timeout", "300"],
