@@ -48,3 +48,13 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def to_device(device: torch.device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """CPU tensors on ``device``. A GPU gets them from pinned memory without waiting: a plain
+    copy from pageable memory holds the CPU until the GPU has caught up with everything queued
+    before it, so a training loop could not assemble its next batch meanwhile. On the CPU the
+    tensors themselves come back."""
+    if device.type == "cuda":
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    return tuple(t.to(device) for t in tensors)

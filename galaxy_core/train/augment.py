@@ -13,15 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from galaxy_core.config import Config
-
-
-def _on(device: torch.device, *draws: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The CPU generator's draws on ``device``. A GPU gets them from pinned memory without
-    waiting: a plain copy from pageable memory would hold the CPU until the GPU had caught up
-    with every step queued before it, once per draw and batch."""
-    if device.type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in draws)
-    return tuple(t.to(device) for t in draws)
+from galaxy_core.model.device import to_device
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator | None,
@@ -38,7 +30,7 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None,
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift
-    angle, scale, flip, shift = _on(x.device, *(t[share] for t in (angle, scale, flip, shift)))
+    angle, scale, flip, shift = to_device(x.device, *(t[share] for t in (angle, scale, flip, shift)))
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1).to(x.dtype)
@@ -56,7 +48,7 @@ def colour_jitter(x: torch.Tensor, generator: torch.Generator | None,
     n = total or x.shape[0]
     gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
     bias = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
-    gain, bias = _on(x.device, gain[share], bias[share])
+    gain, bias = to_device(x.device, gain[share], bias[share])
     return x * gain + bias
 
 

@@ -36,7 +36,7 @@ from galaxy_core.data.tensors import normalise
 from galaxy_core.errors import GalaxyError
 from galaxy_core.io_utils import orphan_temps, read_json, write_json
 from galaxy_core.model.build import build_model, set_threads
-from galaxy_core.model.device import describe, resolve_device
+from galaxy_core.model.device import describe, resolve_device, to_device
 from galaxy_core.model.inference import predict_logits
 from galaxy_core.model.weights import state_of, write_state_dict
 from galaxy_core.train.augment import augment
@@ -222,13 +222,9 @@ def _batch(state: RunState, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     memory, overlapping with the work already queued there, and normalises them itself, so
     the CPU that assembles the batches copies a quarter of the bytes and does no arithmetic."""
     cfg = state.config
-    rows = torch.from_numpy(np.ascontiguousarray(state.train_part.images[idx]))
-    y = torch.from_numpy(state.train_part.labels[idx].copy())
-    if state.device.type == "cuda":
-        rows = rows.pin_memory().to(state.device, non_blocking=True)
-        y = y.pin_memory().to(state.device, non_blocking=True)
-    elif state.device.type != "cpu":
-        rows, y = rows.to(state.device), y.to(state.device)
+    rows, y = to_device(state.device,
+                        torch.from_numpy(np.ascontiguousarray(state.train_part.images[idx])),
+                        torch.from_numpy(state.train_part.labels[idx].copy()))
     return normalise(rows, cfg.mean, cfg.std, cfg.channels_last), y
 
 
@@ -299,10 +295,10 @@ def train_one_epoch(state: RunState, epoch: int,
         if i % _RunningLoss.READ_EVERY == 0 and world.is_main:
             write_status(state.run_dir, step=step + 1, total_steps=state.total_steps,
                          train_loss=mean_loss)
-    running, seen = distributed.sum_floats(world, [running.sum(), float(running.seen)],
-                                           state.device)  # reads the device: the steps are done
+    loss_sum, seen = distributed.sum_floats(world, [running.sum(), float(running.seen)],
+                                            state.device)  # reads the device: the steps are done
     trained = time.time() - started
-    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                            "lr": lr_at((epoch + 1) * state.steps_per_epoch - 1,
                                        state.total_steps, state.warmup, cfg.lr)}
     if world.is_main:
