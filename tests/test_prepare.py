@@ -74,6 +74,17 @@ def test_splits_are_deterministic_disjoint_and_stratified(gz1_fixture, tmp_path)
         a.split_table(5)
 
 
+def test_out_may_be_several_new_folders_deep(gz1_fixture, tmp_path, capsys):
+    """``make run`` on a fresh clone prepares into ``data/gz1`` with no ``data/`` yet: the
+    disk-space check once asked about the missing parent and the command failed."""
+    out = tmp_path / "clone" / "data" / "gz1"
+    code = main(["prepare", "--labels", str(gz1_fixture["leaf"]), "--images",
+                 str(gz1_fixture["images_gz1"]), "--out", str(out), "--image-size", "32"])
+    assert code == 0, capsys.readouterr().err
+    assert open_prepared(out).summary["kept_total"] == 21
+    assert next((out / "cache").rglob("split0_train.npy")).is_file()
+
+
 def test_cache_matches_split_and_is_reused(gz1_fixture, tmp_path):
     req = PrepareRequest(images=gz1_fixture["images_gz1"], out=tmp_path / "out",
                          labels=gz1_fixture["leaf"])

@@ -136,7 +136,8 @@ def check_resources(n_images: int, config: Config, out: Path) -> None:
     cannot fit (an image size of 20,000 px once asked for 43.6 GiB). Memory is no limit: the
     cache is written a chunk at a time and read back through a memory map."""
     need = n_images * config.image_size**2 * 3
-    free = shutil.disk_usage(out.parent if not out.exists() else out).free
+    where = next(p for p in (out, *out.parents) if p.exists())  # --out may be several new levels
+    free = shutil.disk_usage(where).free
     if need * 1.1 > free:
         raise CatalogueError(f"the cache needs {need / 2**30:.1f} GiB on disk and "
                              f"{free / 2**30:.1f} GiB is free beside {out}")
