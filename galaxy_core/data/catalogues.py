@@ -27,8 +27,16 @@ LEAF_COLUMNS = ("OBJID", "CLASS")
 LEAF_NAMES = {0: "EL", 1: "CW", 2: "ACW", 3: "EDGE", 4: "DK", 5: "MG"}
 LEAF_TO_LABEL = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "spiral", 4: None, 5: None}
 """GZ1 leaves to our two classes; DK (don't know) and MG (merger) are uncertain (None)."""
+LEAF_SUBCLASSES = {0: "elliptical", 1: "spiral, clockwise", 2: "spiral, anticlockwise",
+                   3: "edge-on disk", 4: "don't know", 5: "merger"}
+"""The leaves in words, for the per-sub-class reports and the classroom's reveal."""
 
 FOLDER_LABELS = {"ellipticals": "elliptical", "spirals": "spiral"}
+CLASS_TABLE_COLUMNS = ("galaxy_id", "label")
+"""A class table: one confident class per galaxy, as ``gz2_kaggle/build.py`` writes it
+(``galaxy_id,label,gz2_class``); ``gz2_class``, the finer class, is optional."""
+CLASS_TABLE_SUBCLASS = "gz2_class"
+LABELS = ("elliptical", "spiral")
 
 
 def _read_csv(path: str | Path, what: str) -> pd.DataFrame:
@@ -151,6 +159,45 @@ def read_leaf_classes(path: str | Path) -> pd.DataFrame:
                              f"row {int(bad.idxmax()) + 2} has {frame['CLASS'][bad].iloc[0]}")
     _no_duplicates(frame, "OBJID", path, what)
     return frame[list(LEAF_COLUMNS)]
+
+
+def read_class_table(path: str | Path) -> pd.DataFrame:
+    """``galaxy_id,label[,gz2_class]``: ``galaxy_id`` (whole number), ``label`` (elliptical or
+    spiral) and the optional finer class. Images are ``<galaxy_id>.<ext>`` in the source's
+    folder."""
+    what = "class table"
+    frame = _require(_read_csv(path, what), CLASS_TABLE_COLUMNS, path, what,
+                     case_insensitive=True)
+    frame["galaxy_id"] = _as_int(frame, "galaxy_id", path, what)
+    frame["label"] = frame["label"].str.strip().str.lower()
+    bad = ~frame["label"].isin(LABELS)
+    if bad.any():
+        raise CatalogueError(f"{what} {Path(path).name}: label must be elliptical or spiral; "
+                             f"row {int(bad.to_numpy().argmax()) + 2} has "
+                             f"{_shown(frame['label'][bad].iloc[0])}")
+    _no_duplicates(frame, "galaxy_id", path, what)
+    by_lower = {c.lower(): c for c in frame.columns}
+    sub = by_lower.get(CLASS_TABLE_SUBCLASS)
+    frame["subclass"] = frame[sub].str.strip() if sub else frame["label"]
+    return frame[["galaxy_id", "label", "subclass"]]
+
+
+def table_kind(path: str | Path) -> str:
+    """Which of the label tables a file is, from its header: ``gz1`` (table 2), ``leaf``
+    (``OBJID,CLASS``) or ``classes`` (``galaxy_id,label``). Lets a ``--source`` take any of
+    them without a format flag."""
+    header = {c.strip().lower() for c in _read_csv(path, "label table").columns}
+    if {c.lower() for c in GZ1_REQUIRED} <= header:
+        return "gz1"
+    if {c.lower() for c in LEAF_COLUMNS} <= header:
+        return "leaf"
+    if set(CLASS_TABLE_COLUMNS) <= header:
+        return "classes"
+    raise CatalogueError(
+        f"{Path(path).name} is none of the label tables galaxy prepare reads: Galaxy Zoo 1 "
+        f"table 2 ({', '.join(GZ1_REQUIRED)}), a leaf-class table ({', '.join(LEAF_COLUMNS)}) "
+        f"or a class table ({', '.join(CLASS_TABLE_COLUMNS)}[, {CLASS_TABLE_SUBCLASS}]); "
+        f"it has {', '.join(sorted(header)) or 'no columns'}")
 
 
 def read_class_folders(root: str | Path) -> pd.DataFrame:

@@ -30,10 +30,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from galaxy_core.data.duplicates import fingerprint
+from galaxy_core.data.image_roots import ImageRoots
 from galaxy_core.data.imageio import load_image
 from galaxy_core.data.preprocess import crop_and_resize
 from galaxy_core.errors import DataNotFoundError, GalaxyError, ImageLoadError
-from galaxy_core.io_utils import resolve_inside
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,24 +56,26 @@ MISSING, UNREADABLE = "missing", "unreadable"
 """What :func:`probe_chunk` says of an image it could not use (``""`` for a usable one)."""
 
 
-def probe_chunk(names: Sequence[str], root: Path) -> list[tuple[str, str]]:
-    """For each image named (relative to the resolved folder ``root``): ``(MISSING |
-    UNREADABLE | "", sha1 of its bytes)``, decoding each one fully, as a check must; a name
-    that reaches outside ``root`` counts as missing. The names are checked here, in the
+def probe_chunk(names: Sequence[str], roots: ImageRoots) -> list[tuple[str, str, bytes]]:
+    """For each image named (as the prepared table names it, see :class:`ImageRoots`):
+    ``(MISSING | UNREADABLE | "", sha1 of its bytes, its fingerprint)``, decoding each one
+    fully, as a check must, and taking the fingerprint that finds the same galaxy under
+    another id (:mod:`galaxy_core.data.duplicates`) from the decoded image while it is here;
+    a name that reaches outside its folder counts as missing. The names are checked here, in the
     workers, not one by one in the calling process."""
     out = []
     for name in names:
-        path = resolve_inside(root, name) if name else None
+        path = roots.resolve(name)
         if path is None or not path.is_file():
-            out.append((MISSING, ""))
+            out.append((MISSING, "", b""))
             continue
         try:
             data = path.read_bytes()
-            load_image(data)
+            image = load_image(data)
         except (ImageLoadError, OSError):
-            out.append((UNREADABLE, ""))
+            out.append((UNREADABLE, "", b""))
             continue
-        out.append(("", hashlib.sha1(data).hexdigest()))
+        out.append(("", hashlib.sha1(data).hexdigest(), fingerprint(image)))
     return out
 
 
@@ -85,15 +88,15 @@ def decode_chunk(paths: Sequence[Path], crop_fraction: float, size: int,
     return out
 
 
-def decode_named_chunk(names: Sequence[str], root: Path, crop_fraction: float, size: int,
-                       crop_radii: float = 0.0) -> np.ndarray:
-    """:func:`decode_chunk` of images named relative to the resolved folder ``root``; a name
-    reaching outside it is an error (the table was edited by hand)."""
+def decode_named_chunk(names: Sequence[str], roots: ImageRoots, crop_fraction: float,
+                       size: int, crop_radii: float = 0.0) -> np.ndarray:
+    """:func:`decode_chunk` of images named as the prepared table names them; a name reaching
+    outside its folder is an error (the table was edited by hand)."""
     paths = []
     for name in names:
-        path = resolve_inside(root, name)
+        path = roots.resolve(name)
         if path is None:
-            raise DataNotFoundError(f"image name {name!r} points outside {root}")
+            raise DataNotFoundError(f"image name {name!r} points outside {roots.describe()}")
         paths.append(path)
     return decode_chunk(paths, crop_fraction, size, crop_radii)
 
@@ -109,7 +112,7 @@ class RowFile:
     count: int
 
 
-def decode_into_files(rows: Sequence[tuple[int, str]], root: Path, files: Sequence[RowFile],
+def decode_into_files(rows: Sequence[tuple[int, str]], roots: ImageRoots, files: Sequence[RowFile],
                       crop_fraction: float, size: int, crop_radii: float = 0.0) -> int:
     """:func:`decode_named_chunk` of consecutive ``(row, name)`` items, each image written at
     its row's place in the file it belongs to (a chunk may straddle two); returns the number
@@ -122,7 +125,7 @@ def decode_into_files(rows: Sequence[tuple[int, str]], root: Path, files: Sequen
     the file syncs it before it is renamed into place."""
     if not rows:
         return 0
-    pixels = decode_named_chunk([name for _, name in rows], root, crop_fraction, size,
+    pixels = decode_named_chunk([name for _, name in rows], roots, crop_fraction, size,
                                 crop_radii)
     start, end, row_bytes = rows[0][0], rows[-1][0] + 1, size * size * 3
     for target in files:

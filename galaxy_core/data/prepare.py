@@ -5,6 +5,7 @@ summary of the funnel, reproducible splits and the preprocessing cache."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pandas as pd
 from galaxy_core.config import Config
 from galaxy_core.data import catalogues, selection
 from galaxy_core.data.cache import build_cache
+from galaxy_core.data.image_roots import ImageRoots
 from galaxy_core.data.pool import Workers, check_workers
 from galaxy_core.data.prepared import JOINED_TABLE, KEPT_TABLE, SUMMARY, PreparedData, open_prepared
 from galaxy_core.data.splits import make_splits
@@ -22,9 +24,25 @@ from galaxy_core.errors import CatalogueError
 from galaxy_core.io_utils import is_inside, read_json, write_csv, write_json
 
 
+@dataclass(frozen=True)
+class Source:
+    """One survey's labels and images in a multi-source dataset (``--source NAME TABLE
+    IMAGES``). The table is any label table :func:`catalogues.table_kind` recognises; images
+    are ``<id>.<ext>`` in ``images``."""
+
+    name: str
+    table: Path
+    images: Path
+
+
+SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+"""Source names become the first folder of every image name and a column in the reports."""
+
+
 @dataclass
 class PrepareRequest:
-    images: Path
+    images: Path | None
+    """The image folder of a single-source dataset (None with ``sources``)."""
     out: Path
     catalogue: Path | None = None
     """GZ1 table 2 (``GalaxyZoo1_DR_table2.csv``)."""
@@ -42,9 +60,39 @@ class PrepareRequest:
     workers: int = 1
     """Processes that decode the images (checking them and building the cache); the CLI's
     default is every CPU. The outputs are the same, byte for byte, for any number."""
+    sources: tuple[Source, ...] = ()
+    """Several surveys in one dataset: each row keeps its source and sub-class, splits are
+    stratified by source and label, and the same galaxy in two sources is kept once."""
+
+
+def _source_rows(source: Source, config: Config) -> pd.DataFrame:
+    """One source's labelled rows, images named ``<source>/<file>``."""
+    kind = catalogues.table_kind(source.table)
+    if kind == "classes":
+        labels = selection.labels_from_class_table(catalogues.read_class_table(source.table))
+    elif kind == "leaf":
+        labels = selection.labels_from_leaf(catalogues.read_leaf_classes(source.table))
+    else:
+        labels = selection.labels_from_gz1(catalogues.read_gz1_table(source.table),
+                                           config.prob_threshold)
+        labels["subclass"] = labels["label"]
+    frame = selection.attach_images_by_id(labels, source.images)
+    frame["image"] = frame["image"].map(lambda n: f"{source.name}/{n}" if n else "")
+    frame.insert(0, "source", source.name)
+    return frame
+
+
+def _labelled_sources(req: PrepareRequest, config: Config) -> tuple[pd.DataFrame, str]:
+    frames = [_source_rows(s, config) for s in req.sources]
+    joined = pd.concat(frames, ignore_index=True)
+    joined["leaf_class"] = joined.get("leaf_class", pd.Series(dtype=object)).fillna("")
+    described = "; ".join(f"{s.name}: {s.table} with images in {s.images}" for s in req.sources)
+    return joined, f"sources {described}"
 
 
 def _labelled(req: PrepareRequest, config: Config) -> tuple[pd.DataFrame, str]:
+    if req.sources:
+        return _labelled_sources(req, config)
     sources = sum(x is not None for x in (req.catalogue, req.labels)) + int(req.folders)
     if sources != 1:
         raise CatalogueError("give exactly one label source: --catalogue, --labels or --folders")
@@ -65,13 +113,17 @@ def _labelled(req: PrepareRequest, config: Config) -> tuple[pd.DataFrame, str]:
     return selection.attach_images_by_id(labels, Path(req.images)), source
 
 
-def export_folders(kept: pd.DataFrame, image_dir: Path, out: Path) -> None:
-    """Put the selected images into ``out/spirals`` and ``out/ellipticals`` (hard links if possible)."""
+def export_folders(kept: pd.DataFrame, roots: ImageRoots, out: Path) -> None:
+    """Put the selected images into ``out/spirals`` and ``out/ellipticals`` (hard links if
+    possible); a multi-source dataset's files are named ``<source>_<file>``."""
     for label, folder in (("spiral", "spirals"), ("elliptical", "ellipticals")):
         target = out / folder
         target.mkdir(parents=True, exist_ok=True)
         for name in kept.loc[kept["label"] == label, "image"]:
-            src, dst = image_dir / name, target / Path(name).name
+            src = roots.resolve(name)
+            if src is None:
+                continue
+            dst = target / (Path(name).name if roots.is_single else name.replace("/", "_"))
             if dst.exists():
                 continue
             try:
@@ -100,17 +152,41 @@ def check_request(req: PrepareRequest, config: Config) -> None:
             and config.val_fraction + config.test_fraction < 0.9):
         raise CatalogueError("validation and test fractions must each be in (0, 1) and leave "
                              "at least 10% for training")
-    images, out = Path(req.images).resolve(), Path(req.out).resolve()
-    if not images.is_dir():
-        raise CatalogueError(f"image folder not found: {req.images}")
-    if out == images or out.is_relative_to(images) or images.is_relative_to(out):
-        raise CatalogueError(f"--out {req.out} and --images {req.images} overlap; write the "
-                             "prepared folder beside the images, not in or above them")
+    out = Path(req.out).resolve()
+    check_sources(req)
+    for folder in [s.images for s in req.sources] or [req.images]:
+        images = Path(folder).resolve()
+        if not images.is_dir():
+            raise CatalogueError(f"image folder not found: {folder}")
+        if out == images or out.is_relative_to(images) or images.is_relative_to(out):
+            raise CatalogueError(f"--out {req.out} and the images in {folder} overlap; write "
+                                 "the prepared folder beside the images, not in or above them")
     if out.exists() and not out.is_dir():
         raise CatalogueError(f"--out {req.out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and previous_outputs(out) is None:
         raise CatalogueError(f"--out {req.out} is not empty and was not written by galaxy "
                              "prepare; nothing in it is touched. Choose a new or empty folder")
+
+
+def check_sources(req: PrepareRequest) -> None:
+    """Sources replace the single-source options; their names must be distinct and plain."""
+    if not req.sources:
+        if req.images is None:
+            raise CatalogueError("give the image folder (--images) or one --source per survey")
+        return
+    if req.images is not None or req.catalogue or req.labels or req.folders or req.mapping:
+        raise CatalogueError("--source takes each survey's table and images; do not combine it "
+                             "with --images, --labels, --catalogue, --mapping or --folders")
+    names = [s.name for s in req.sources]
+    for name in names:
+        if not SOURCE_NAME.fullmatch(name):
+            raise CatalogueError(f"source name {name!r}: use 1-32 lower-case letters, digits, "
+                                 "'-' or '_', starting with a letter or digit (e.g. gz1, gz2)")
+    if len(set(names)) != len(names):
+        raise CatalogueError(f"each --source needs its own name; got {', '.join(names)}")
+    for source in req.sources:
+        if not Path(source.table).is_file():
+            raise CatalogueError(f"source {source.name}: label table not found: {source.table}")
 
 
 def previous_outputs(out: Path) -> list[str] | None:
@@ -206,16 +282,21 @@ def prepare(req: PrepareRequest, config: Config, progress: selection.Progress | 
 def _prepare(req: PrepareRequest, config: Config, workers: Workers,
              progress: selection.Progress | None,
              cache_progress: selection.Progress | None) -> PreparedData:
-    image_dir = Path(req.images).resolve()
+    if req.sources:
+        roots = ImageRoots.by_source({s.name: s.images for s in req.sources})
+        where = {"image_dirs": {name: str(path) for name, path in roots.folders}}
+    else:
+        roots = ImageRoots.single(req.images)
+        where = {"image_dir": str(roots.folders[0][1])}
     joined, source = _labelled(req, config)
-    joined = selection.check_images(joined, image_dir, progress, workers)
+    joined = selection.check_images(joined, roots, progress, workers)
     summary = selection.summarise(joined, source)
-    kept = joined[joined["drop_reason"] == ""].drop(columns=["drop_reason"])
+    kept = joined[joined["drop_reason"] == ""].drop(columns=["drop_reason", "duplicate_of"])
     kept = make_splits(kept, req.n_splits, config.seed, config.val_fraction, config.test_fraction)
     out = Path(req.out)
     if req.build_cache:
         check_resources(len(kept), config, out.resolve())
-    summary.update(image_dir=str(image_dir), n_splits=req.n_splits, seed=config.seed,
+    summary.update(**where, n_splits=req.n_splits, seed=config.seed,
                    val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                    split_counts={c: kept[c].value_counts().to_dict()
                                  for c in kept.columns if c.startswith("split_")})
@@ -226,7 +307,7 @@ def _prepare(req: PrepareRequest, config: Config, workers: Workers,
         write_csv(work / KEPT_TABLE, kept.drop(columns=["sha1"], errors="ignore"))
         written = [JOINED_TABLE, KEPT_TABLE]
         if req.export:
-            export_folders(kept, image_dir, work)
+            export_folders(kept, roots, work)
             written += [str(p.relative_to(work)) for p in sorted(work.glob("*/*"))]
         write_json(work / SUMMARY, {**summary, "written_by": WRITTEN_BY,
                                     "files": [*written, SUMMARY]})

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from galaxy_core.data.image_roots import ImageRoots
 from galaxy_core.data.splits import split_columns
 from galaxy_core.errors import DataNotFoundError
-from galaxy_core.io_utils import read_json, resolve_inside
+from galaxy_core.io_utils import read_json
 
 JOINED_TABLE = "joined_galaxies_table.csv"
 KEPT_TABLE = "joined_galaxies_with_existing_images_table.csv"
 SUMMARY = "summary.json"
+DESCRIPTIVE_COLUMNS = ("source", "subclass")
+"""Columns a multi-source table adds to each galaxy (its survey and its finer class), carried
+into every split table so reports can be broken down by them."""
 
 
 @dataclass
@@ -25,8 +29,18 @@ class PreparedData:
     """Kept galaxies: objid, label, image (relative to image_dir) and split_0..split_k."""
 
     @property
+    def image_roots(self) -> ImageRoots:
+        """Where the images are: one folder, or one per source (``summary["image_dirs"]``)."""
+        folders = self.summary.get("image_dirs")
+        if isinstance(folders, dict) and folders:
+            return ImageRoots.by_source(folders)
+        return ImageRoots.single(self.summary["image_dir"])
+
+    @property
     def image_dir(self) -> Path:
-        return Path(self.summary["image_dir"])
+        """The image folder, or the first source's for a multi-source dataset (messages only:
+        files are found through :attr:`image_roots`)."""
+        return self.image_roots.folders[0][1]
 
     @property
     def n_splits(self) -> int:
@@ -34,9 +48,10 @@ class PreparedData:
 
     def image_path(self, name: str) -> Path:
         """Path of a kept image; names from an edited table cannot point outside image_dir."""
-        path = resolve_inside(self.image_dir.resolve(), name)
+        path = self.image_roots.resolve(name)
         if path is None:
-            raise DataNotFoundError(f"image name {name!r} points outside {self.image_dir}")
+            raise DataNotFoundError(f"image name {name!r} points outside "
+                                    f"{self.image_roots.describe()}")
         return path
 
     def split_table(self, split: int) -> pd.DataFrame:
@@ -45,7 +60,8 @@ class PreparedData:
         if column not in self.table.columns:
             raise DataNotFoundError(f"{self.root} has {self.n_splits} split(s); split {split} "
                                     f"does not exist (re-run galaxy prepare with --splits)")
-        out = self.table[["objid", "label", "image"]].copy()
+        extra = [c for c in DESCRIPTIVE_COLUMNS if c in self.table.columns]
+        out = self.table[["objid", "label", "image", *extra]].copy()
         out["split"] = self.table[column]
         return out
 

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from galaxy_core.data import pool
-from galaxy_core.data.catalogues import LEAF_NAMES, LEAF_TO_LABEL
+from galaxy_core.data.catalogues import LEAF_NAMES, LEAF_SUBCLASSES, LEAF_TO_LABEL
+from galaxy_core.data.duplicates import near_duplicates
+from galaxy_core.data.image_roots import ImageRoots
 from galaxy_core.data.imageio import IMAGE_SUFFIXES
 from galaxy_core.errors import CatalogueError
 
@@ -61,9 +64,16 @@ def labels_from_leaf(table: pd.DataFrame) -> pd.DataFrame:
     """Label a leaf-class table: EL -> elliptical, CW/ACW/EDGE -> spiral, DK/MG -> uncertain."""
     out = pd.DataFrame({"objid": table["OBJID"].astype("int64"),
                         "label": table["CLASS"].map(LEAF_TO_LABEL),
-                        "leaf_class": table["CLASS"].map(LEAF_NAMES)})
+                        "leaf_class": table["CLASS"].map(LEAF_NAMES),
+                        "subclass": table["CLASS"].map(LEAF_SUBCLASSES)})
     out["drop_reason"] = out["label"].isna().map({True: REASON_UNCERTAIN, False: ""})
     return out
+
+
+def labels_from_class_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A class table's rows: every galaxy already carries a confident class."""
+    return pd.DataFrame({"objid": table["galaxy_id"].astype("int64"), "label": table["label"],
+                         "subclass": table["subclass"], "drop_reason": ""})
 
 
 def join_mapping(labels: pd.DataFrame, mapping: pd.DataFrame) -> pd.DataFrame:
@@ -97,42 +107,87 @@ PROBE_CHUNK = 32
 decoding, small enough that the progress bar moves and Ctrl-C stops within a second or two."""
 
 
-def check_images(frame: pd.DataFrame, image_dir: Path, progress: Progress | None = None,
+def check_images(frame: pd.DataFrame, roots: ImageRoots | Path, progress: Progress | None = None,
                  workers: int | pool.Workers = 1) -> pd.DataFrame:
-    """Mark rows whose image is missing, unreadable or an exact copy of another row's image.
+    """Mark rows whose image is missing, unreadable or another row's galaxy again.
 
     Only rows still in play (empty ``drop_reason``) are opened. Every image is fully decoded,
     which is CPU work: ``workers`` processes share it (the result does not depend on how many).
-    Exact duplicates would leak the same picture into train and test, so the second and later
-    copies are dropped.
+    A galaxy twice would leak the same picture into train and test, so the second and later
+    copies are dropped, and ``duplicate_of`` names the image kept: first exact copies of the
+    file, then the same galaxy encoded again (:mod:`galaxy_core.data.duplicates`).
     """
+    if not isinstance(roots, ImageRoots):
+        roots = ImageRoots.single(roots)
     out = frame.copy()
     todo = out.index[out["drop_reason"] == ""]
     names = out.loc[todo, "image"].fillna("").tolist()
-    results: list[tuple[str, str]] = [(REASON_MISSING, "")] * len(names)
+    results: list[tuple[str, str, bytes]] = [(REASON_MISSING, "", b"")] * len(names)
     reasons = {pool.MISSING: REASON_MISSING, pool.UNREADABLE: REASON_UNREADABLE, "": ""}
 
-    def store(start: int, chunk: list[tuple[str, str]]) -> None:
-        results[start:start + len(chunk)] = [(reasons[r], h) for r, h in chunk]
+    def store(start: int, chunk: list[tuple[str, str, bytes]]) -> None:
+        results[start:start + len(chunk)] = [(reasons[r], h, f) for r, h, f in chunk]
 
-    work = partial(pool.probe_chunk, root=Path(image_dir).resolve())  # names checked there
+    work = partial(pool.probe_chunk, roots=roots)  # names checked there
     pool.run_chunks(work, names, store, workers, PROBE_CHUNK, progress)
-    out.loc[todo, "drop_reason"] = [r for r, _ in results]
-    out.loc[todo, "sha1"] = [h for _, h in results]
+    out.loc[todo, "drop_reason"] = [r for r, _, _ in results]
+    out.loc[todo, "sha1"] = [h for _, h, _ in results]
+    out["duplicate_of"] = ""
     dup = out["sha1"].notna() & (out["sha1"] != "") & out["sha1"].duplicated(keep="first")
-    out.loc[dup & (out["drop_reason"] == ""), "drop_reason"] = REASON_DUPLICATE
+    first = out[~dup & out["sha1"].notna() & (out["sha1"] != "")].set_index("sha1")["image"]
+    exact = dup & (out["drop_reason"] == "")
+    out.loc[exact, "duplicate_of"] = out.loc[exact, "sha1"].map(first)
+    out.loc[exact, "drop_reason"] = REASON_DUPLICATE
+    usable = [i for i, (r, _, f) in enumerate(results) if r == "" and f]
+    rows = todo[usable]
+    keep = (out.loc[rows, "drop_reason"] == "").to_numpy()
+    rows = rows[keep]
+    if len(rows) > 1:
+        prints = np.frombuffer(b"".join(results[i][2] for i, k in zip(usable, keep) if k),
+                               dtype=np.uint8).reshape(len(rows), -1)
+        twin = near_duplicates(prints)
+        again = twin >= 0
+        out.loc[rows[again], "duplicate_of"] = out.loc[rows[twin[again]], "image"].to_numpy()
+        out.loc[rows[again], "drop_reason"] = REASON_DUPLICATE
     return out
 
 
+def duplicate_pairs(joined: pd.DataFrame) -> list[dict[str, str]]:
+    """Each dropped copy beside the image kept, with both labels, for the summary: a pair
+    whose labels disagree is where two sets of volunteers saw the galaxy differently."""
+    dropped = joined[(joined["drop_reason"] == REASON_DUPLICATE)
+                     & (joined.get("duplicate_of", "") != "")]
+    label = joined.set_index("image")["label"]
+    return [{"kept": str(row.duplicate_of), "dropped": str(row.image),
+             "kept_label": str(label.get(row.duplicate_of, "")), "dropped_label": str(row.label)}
+            for row in dropped.itertuples()]
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
 def summarise(joined: pd.DataFrame, source: str) -> dict:
-    """Counts for the funnel: rows read, dropped per reason, kept per class."""
+    """Counts for the funnel: rows read, dropped per reason, kept per class, and for a table
+    that has them, kept per source and per sub-class, and the duplicates dropped."""
     kept = joined[joined["drop_reason"] == ""]
     reasons = joined.loc[joined["drop_reason"] != "", "drop_reason"].value_counts()
-    return {
+    out = {
         "source": source,
         "rows_read": int(len(joined)),
         "dropped": {k: int(v) for k, v in reasons.items()},
         "dropped_total": int((joined["drop_reason"] != "").sum()),
         "kept_total": int(len(kept)),
-        "kept_per_class": {k: int(v) for k, v in kept["label"].value_counts().sort_index().items()},
+        "kept_per_class": _counts(kept["label"]),
     }
+    if "source" in kept.columns:
+        out["kept_per_source"] = {
+            name: {"rows_read": int((joined["source"] == name).sum()), "kept": int(len(part)),
+                   "per_class": _counts(part["label"]),
+                   "per_subclass": _counts(part["subclass"].fillna("(none)"))}
+            for name, part in kept.groupby("source", sort=False)}
+    elif "subclass" in kept.columns:
+        out["kept_per_subclass"] = _counts(kept["subclass"].fillna("(none)"))
+    if "duplicate_of" in joined.columns:
+        out["duplicates"] = duplicate_pairs(joined)
+    return out

@@ -86,12 +86,25 @@ def assign_split(labels: pd.Series, seed: int, val_fraction: float,
 
 def make_splits(kept: pd.DataFrame, n_splits: int, seed: int, val_fraction: float,
                 test_fraction: float) -> pd.DataFrame:
-    """Add ``split_0 .. split_{n-1}`` columns to the kept table (split k uses ``seed + k``)."""
-    if kept["objid"].duplicated().any():
+    """Add ``split_0 .. split_{n-1}`` columns to the kept table (split k uses ``seed + k``).
+
+    A multi-source table is split source by source, each stratified by label with the same
+    seeds. So every survey keeps its share of spirals in each part, and a source's galaxies
+    fall where they fell when it was prepared alone: the GZ1 test galaxies of a GZ1-only model
+    stay test galaxies when GZ2 joins, and a model fine-tuned from it never meets in its test
+    part a galaxy it trained on before."""
+    key = ["source", "objid"] if "source" in kept.columns else ["objid"]
+    if kept.duplicated(subset=key).any():
         raise CatalogueError("a galaxy id appears twice in the selection; cannot split safely")
     out = kept.reset_index(drop=True).copy()
+    groups = (out.groupby("source", sort=False).groups.values() if "source" in out.columns
+              else [out.index])
     for k in range(n_splits):
-        out[f"split_{k}"] = assign_split(out["label"], seed + k, val_fraction, test_fraction)
+        column = pd.Series("", index=out.index, dtype=object)
+        for rows in groups:
+            column.loc[rows] = assign_split(out.loc[rows, "label"], seed + k, val_fraction,
+                                            test_fraction)
+        out[f"split_{k}"] = column
     return out
 
 

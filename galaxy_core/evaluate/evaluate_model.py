@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from galaxy_core.data.cache import Part, load_framed_part
-from galaxy_core.data.prepared import PreparedData
+from galaxy_core.data.prepared import DESCRIPTIVE_COLUMNS, PreparedData
 from galaxy_core.evaluate.metrics import aggregate
 from galaxy_core.evaluate.report import build_report, write_report
 from galaxy_core.model.inference import batch_for, predict_logits
@@ -24,10 +24,23 @@ def part_report(logits: np.ndarray, data: Part, temperature: float, logit_bias: 
                 prepared: PreparedData, split: int, part: str, model: Path) -> dict[str, Any]:
     """The report of one part from its logits, saying which galaxies, split and model it is of
     (the release step has the logits already; :func:`evaluate_model` computes them)."""
+    images = data.table["image"].astype(str).tolist()
+    described = described_by(prepared, images)
     report = build_report(logits, data.labels, data.table["objid"].astype(str).tolist(),
-                          data.table["image"].astype(str).tolist(), temperature, logit_bias)
+                          images, temperature, logit_bias, sources=described.get("source"),
+                          subclasses=described.get("subclass"))
     report.update(split=split, part=part, image_dir=str(prepared.image_dir), model=str(model))
     return report
+
+
+def described_by(prepared: PreparedData, images: list[str]) -> dict[str, list[str]]:
+    """Each image's source and sub-class from the prepared table, where it has them (the cache
+    tables carry only id, label and image)."""
+    columns = [c for c in DESCRIPTIVE_COLUMNS if c in prepared.table.columns]
+    if not columns:
+        return {}
+    table = prepared.table.drop_duplicates("image").set_index("image")
+    return {c: table[c].reindex(images).fillna("").astype(str).tolist() for c in columns}
 
 
 def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,

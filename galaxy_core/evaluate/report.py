@@ -14,6 +14,7 @@ import numpy as np
 
 from galaxy_core.config import CLASSES
 from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.breakdown import breakdown
 from galaxy_core.evaluate.calibration import expected_calibration_error, reliability_bins
 from galaxy_core.evaluate.charts import (MARKERS, REFERENCE, Heatmap, LineChart,
                                          confusion_chart, coverage_chart, reliability_chart,
@@ -49,12 +50,16 @@ def _example(i: int, probs: np.ndarray, labels: np.ndarray, ids: Sequence[str],
 
 def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images: list[str],
                  temperature: float, logit_bias: np.ndarray | None = None,
-                 classes: Sequence[str] = CLASSES, n_examples: int = 24) -> dict[str, Any]:
+                 classes: Sequence[str] = CLASSES, n_examples: int = 24,
+                 sources: Sequence[str] | None = None,
+                 subclasses: Sequence[str] | None = None) -> dict[str, Any]:
     """Everything the model card and dashboard show about one evaluation set.
 
     ``logit_bias`` is added first because it undoes class-weighted training (a prior shift);
     ``temperature`` is applied after it, as it was fitted on bias-corrected logits. Example
     lists and per-galaxy predictions use the calibrated probabilities, which are what users see.
+    ``sources`` and ``subclasses`` (one per galaxy, when the prepared table has them) add the
+    per-survey and per-sub-class breakdown, and each galaxy's row carries them.
     """
     z = np.asarray(logits, dtype=float)
     y = np.asarray(labels).astype(int).ravel()
@@ -94,7 +99,11 @@ def build_report(logits: np.ndarray, labels: np.ndarray, ids: list[str], images:
                                 for i in uncertain],
         "predictions": [{"objid": str(ids[i]), "image": str(images[i]),
                          "true": classes[int(y[i])], "predicted": classes[int(pred[i])],
-                         positive: float(cal[i, POSITIVE])} for i in range(len(y))],
+                         positive: float(cal[i, POSITIVE]),
+                         **({"source": str(sources[i])} if sources is not None else {}),
+                         **({"subclass": str(subclasses[i])} if subclasses is not None else {})}
+                        for i in range(len(y))],
+        **breakdown(y, cal, sources, subclasses, classes),
     }
 
 

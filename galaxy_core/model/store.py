@@ -60,6 +60,28 @@ def save_model(folder: str | Path, model: nn.Module, config: Config, meta: dict[
     return folder
 
 
+def init_from_model(model: nn.Module, folder: str | Path, arch: str) -> ModelInfo:
+    """Copy a trained model folder's weights, head included, into ``model`` (a fresh ``arch``):
+    the warm start of fine-tuning. A folder of another architecture or other classes is one
+    clear error before anything is copied, never a half-loaded network."""
+    info = read_model_folder(folder)
+    if info.config.arch != arch:
+        raise ModelLoadError(f"{info.path} holds a {info.config.arch}, and this run trains a "
+                             f"{arch}: start from a {arch} model, or train with --arch "
+                             f"{info.config.arch}")
+    if tuple(info.classes) != tuple(CLASSES):
+        raise ModelLoadError(f"{info.path} classifies {', '.join(info.classes)}; this run "
+                             f"trains {', '.join(CLASSES)}")
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in read_state_dict(info.path / WEIGHTS_FILE).items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{info.path / WEIGHTS_FILE} does not match a {arch}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    return info
+
+
 def load_model(folder: str | Path) -> LoadedModel:
     """Load a model folder for inference (eval mode, float32)."""
     info = read_model_folder(folder)

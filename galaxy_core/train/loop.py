@@ -38,6 +38,7 @@ from galaxy_core.io_utils import orphan_temps, read_json, write_json
 from galaxy_core.model.build import build_model, set_threads
 from galaxy_core.model.device import describe, resolve_device, to_device
 from galaxy_core.model.inference import predict_logits
+from galaxy_core.model.store import init_from_model
 from galaxy_core.model.weights import state_of, write_state_dict
 from galaxy_core.train.augment import augment
 from galaxy_core.train import distributed
@@ -185,7 +186,10 @@ def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, spl
     train_part = training_part(prepared, config, split)
     val_part = load_framed_part(prepared, config, split, "val")
 
-    model = build_model(config.arch, config.weights).to(where)
+    model = build_model(config.arch, config.weights)
+    if config.init_from:
+        init_from_model(model, config.init_from, config.arch)  # a checkpoint still wins below
+    model = model.to(where)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
