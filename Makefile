@@ -20,8 +20,8 @@ DATA ?= ../shared/data
 # The dashboard: prepares data/gz1 from $(DATA) once (when that data is present), then starts.
 run: $(STAMP)
 	@if [ ! -f data/gz1/summary.json ] && [ -f $(DATA)/gz1_sdss/gz1_classes.csv ]; then \
-	    $(VENV)/bin/galaxy prepare --labels $(DATA)/gz1_sdss/gz1_classes.csv \
-	        --images $(DATA)/gz1_sdss/images --out data/gz1 --splits 3; fi
+	    $(VENV)/bin/galaxy prepare --source gz1 $(DATA)/gz1_sdss/gz1_classes.csv \
+	        $(DATA)/gz1_sdss/images --out data/gz1 --splits 3; fi
 	GALAXY_DATA=$(abspath $(DATA)) $(VENV)/bin/streamlit run app.py
 
 # Development: as run, but Streamlit watches the files and reloads pages when they change.
@@ -39,8 +39,8 @@ test-browser: $(STAMP)
 	$(PY) -m pytest -q -m browser
 
 prepare: $(STAMP)
-	$(VENV)/bin/galaxy prepare --labels $(DATA)/gz1_sdss/gz1_classes.csv \
-	    --images $(DATA)/gz1_sdss/images --out data/gz1 --splits 3
+	$(VENV)/bin/galaxy prepare --source gz1 $(DATA)/gz1_sdss/gz1_classes.csv \
+	    $(DATA)/gz1_sdss/images --out data/gz1 --splits 3
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_train_infer.py

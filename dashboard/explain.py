@@ -194,19 +194,19 @@ def subclasses() -> dict[str, str]:
 def subclass_text(code: str | None) -> str:
     if not code:
         return "not recorded (a prepared table without leaf classes)"
-    return f"{SUBCLASSES.get(code, code)} ({code})"
+    return f"{SUBCLASSES[code]} ({code})" if code in SUBCLASSES else code
 
 
 def show_galaxy(loaded: LoadedModel, model_key: str, row: dict[str, Any], classes: list[str],
-                image_dir: Path | None) -> None:
+                images: paths.ReportImages) -> None:
     """The body of a galaxy's dialog: the full cutout, the model input and the Grad-CAM of the
     predicted class, the Galaxy Zoo subclass, the probabilities and a SkyServer link."""
     a, b, c = st.columns(3)
-    if image_dir is None:
+    if images.folder is None and not images.sources:
         st.warning("The galaxy images are not on this machine. " + paths.set_data_hint())
     else:
         try:
-            path = paths.report_image(image_dir, row.get("image"))
+            path = images.file(row.get("image"))
             cutout = load_image(path)
             a.image(cutout, caption=f"Full SDSS cutout ({cutout.width}×{cutout.height} px)",
                     width="stretch")
@@ -220,7 +220,7 @@ def show_galaxy(loaded: LoadedModel, model_key: str, row: dict[str, Any], classe
             st.error(one_line(exc))
     objid = one_line(row.get("objid"), 40).replace("`", "'")
     url = skyserver_url(row.get("objid"))
-    code = subclasses().get(str(row.get("objid")))
+    code = row.get("subclass") or subclasses().get(str(row.get("objid")))
     conf = row.get("confidence")
     st.markdown(
         f"**SDSS objid** `{objid}`"

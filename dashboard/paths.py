@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,14 @@ def trusted_image_dirs() -> list[Path]:
     found = [gz1_images()]
     for folder in prepared_folders():
         try:
-            image_dir = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))["image_dir"]
-        except (OSError, ValueError, KeyError, TypeError):
+            summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        if isinstance(image_dir, str) and image_dir:
-            found.append(Path(image_dir))
+        if not isinstance(summary, dict):
+            continue
+        named = summary.get("image_dirs")
+        dirs = list(named.values()) if isinstance(named, dict) else [summary.get("image_dir")]
+        found += [Path(d) for d in dirs if isinstance(d, str) and d]
     return found
 
 
@@ -109,6 +112,34 @@ class ReportImages:
     """A trusted folder that exists, or None."""
     refused: str = ""
     """Why the report's own ``image_dir`` was not used (empty when it was fine or absent)."""
+    sources: dict[str, Path] = field(default_factory=dict)
+    """A multi-source report's folders by source (``gz1/<file>`` is read from
+    ``sources["gz1"]``): trusted folders that exist on this machine. A source missing here
+    (the GZ2 images on a fresh clone) has its galaxies refused one by one, in one line."""
+
+    def file(self, name: object) -> Path:
+        """The file of one report row's ``image``, resolved as :func:`report_image` does,
+        inside its source's folder when the name starts with a known source."""
+        if isinstance(name, str):
+            source, _, rest = name.partition("/")
+            if rest and source in self.sources:
+                return report_image(self.sources[source], rest)
+            if rest and source in self.missing:
+                raise GalaxyError(f"the {source} images are not on this machine, so galaxy "
+                                  f"{_cut(rest, 60)} cannot be shown")
+        if self.folder is None:
+            raise GalaxyError("the galaxy images are not on this machine. " + set_data_hint())
+        return report_image(self.folder, name)
+
+    missing: tuple[str, ...] = ()
+    """Sources the report names whose folders are not here."""
+
+    def has(self, name: object) -> bool:
+        """Whether this row's image can be shown here (a cheap check for filtering lists)."""
+        try:
+            return self.file(name).is_file()
+        except (GalaxyError, OSError):
+            return False
 
 
 def report_images(report: dict[str, Any]) -> ReportImages:
@@ -117,6 +148,7 @@ def report_images(report: dict[str, Any]) -> ReportImages:
     ``gz1_sdss/images``; ``folder`` is None when neither exists. A report is a file anyone could
     edit, so an ``image_dir`` elsewhere (``/etc``) is refused, with the reason in ``refused``."""
     roots = trusted_image_dirs()
+    sources, missing = _report_sources(report, roots)
     named = report.get("image_dir")
     refused = ""
     if named not in (None, ""):
@@ -129,9 +161,25 @@ def report_images(report: dict[str, Any]) -> ReportImages:
                        "the data folders this dashboard reads (GALAXY_DATA's gz1_sdss/images "
                        "or a prepared dataset's images).")
         else:
-            return ReportImages(Path(named))
+            return ReportImages(Path(named), sources=sources, missing=missing)
     fallback = gz1_images()
-    return ReportImages(fallback if fallback.is_dir() else None, refused)
+    return ReportImages(fallback if fallback.is_dir() else None, refused, sources, missing)
+
+
+def _report_sources(report: dict[str, Any],
+                    roots: list[Path]) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The trusted, present folder of each source a multi-source report names; GZ1's falls
+    back to the configured ``gz1_sdss/images`` (the one every clone and CI have)."""
+    named = report.get("image_dirs")
+    if not isinstance(named, dict):
+        return {}, ()
+    found: dict[str, Path] = {}
+    for source, folder in named.items():
+        if isinstance(folder, str) and _is_dir(Path(folder)) and _within(Path(folder), roots):
+            found[str(source)] = Path(folder)
+    if "gz1" in named and "gz1" not in found and _is_dir(gz1_images()):
+        found["gz1"] = gz1_images()
+    return found, tuple(str(s) for s in named if s not in found)
 
 
 def report_image(folder: Path, name: object) -> Path:

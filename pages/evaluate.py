@@ -120,7 +120,7 @@ with right:
                 loaded = models.load(choice)
                 if loaded is not None:
                     explain.show_galaxy(loaded, models.model_key(loaded), row, classes,
-                                        paths.report_images(report).folder)
+                                        paths.report_images(report))
 
             details(row)
         st.page_link("pages/failures.py", label="See failures with their Grad-CAM",

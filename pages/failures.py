@@ -46,7 +46,7 @@ leaf = explain.subclasses()
 def with_confidence(row: dict) -> dict:
     """Rows of report['predictions'] carry only P(positive); add both probabilities, the
     confidence and the Galaxy Zoo subclass."""
-    row = {**row, "subclass": leaf.get(str(row.get("objid")), "")}
+    row = {**row, "subclass": row.get("subclass") or leaf.get(str(row.get("objid")), "")}
     if "confidence" in row:
         return row
     p = float(row[positive])
@@ -96,8 +96,14 @@ st.caption(f"{len(rows)} galaxies match" + (f"; showing {min(len(rows), int(limi
 images = paths.report_images(report)
 if images.refused:
     st.warning(images.refused)
-image_dir = images.folder
-if image_dir is None:
+if images.missing:
+    here = [r for r in rows if images.has(r.get("image"))]
+    if len(here) < len(rows):
+        st.caption(f"{len(rows) - len(here)} of these galaxies come from "
+                   f"{' and '.join(images.missing)}, whose images are not on this machine; the "
+                   f"{len(here)} from {', '.join(images.sources) or 'elsewhere'} are shown.")
+    rows = here
+if images.folder is None and not images.sources:
     st.warning(f"Galaxy images not found (looked in {paths.show(paths.gz1_images())}"
                + ("" if images.refused or not report.get("image_dir")
                   else f" and {one_line(report['image_dir'], 120)}") + "). "
@@ -109,7 +115,7 @@ if image_dir is None:
 def galaxy_input(row: dict) -> np.ndarray:
     """The model input of a report row's galaxy; GalaxyError for a name pointing outside the
     image folder (nothing is read then) or a file that cannot be read."""
-    path = paths.report_image(image_dir, row.get("image"))
+    path = images.file(row.get("image"))
     return explain.catalogue_input(loaded, model_key, str(path))
 
 
@@ -124,10 +130,11 @@ def side_by_side(image: np.ndarray, cam: np.ndarray | None, size: int = CARD_SIZ
 
 @st.dialog("Galaxy details", width="large")
 def details(row: dict) -> None:
-    explain.show_galaxy(loaded, model_key, row, classes, image_dir)
+    explain.show_galaxy(loaded, model_key, row, classes, images)
 
 
 def subclass_words(code: str) -> str:
+    """A GZ1 leaf code in words; a GZ2 class ("disk, edge-on") is words already."""
     return explain.SUBCLASSES.get(code, code) if code else ""
 
 

@@ -23,8 +23,8 @@ def volunteers_words(galaxy: Galaxy) -> str:
     """What the Galaxy Zoo volunteers said, in words: the GZ1 leaf when known (an edge-on
     disk is said to be a spiral, which is how it counts)."""
     words = LEAF_WORDS.get(galaxy.leaf)
-    if words is None:
-        return galaxy.label
+    if words is None:  # a Galaxy Zoo 2 class ("disk, edge-on") or none
+        return f"{galaxy.label} ({galaxy.leaf})" if galaxy.leaf else galaxy.label
     return words + (" (a spiral seen from the side)" if galaxy.leaf == "EDGE" else "")
 
 

@@ -39,8 +39,12 @@ def test_galaxies(prepared: PreparedData, model_dir: Path) -> pd.DataFrame:
     table = prepared.split_table(split)
     table = table[table["split"] == "test"].copy()
     table["objid"] = table["objid"].astype(str)
-    leaf = prepared.table.set_index(prepared.table["objid"].astype(str)).get("leaf_class")
-    table["leaf"] = table["objid"].map(leaf).fillna("") if leaf is not None else ""
+    by_id = prepared.table.set_index(prepared.table["objid"].astype(str))
+    table["leaf"] = ""
+    for column in ("subclass", "leaf_class"):  # GZ1's leaf code wins over its words
+        if column in by_id.columns:
+            found = table["objid"].map(by_id[column]).fillna("").astype(str)
+            table["leaf"] = found.where(found != "", table["leaf"])
     merged = table.merge(answers.assign(objid=answers["objid"].astype(str)), on="objid")
     if merged.empty:
         raise DataNotFoundError(f"the prepared data at {prepared.root} does not hold this "
@@ -84,10 +88,19 @@ def choose(galaxies: pd.DataFrame, kind: str, n: int, seed: int) -> pd.DataFrame
     return chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True)
 
 
+GZ2_SUBCLASSES = ("smooth, round", "smooth, in between", "smooth, cigar-shaped", "smooth",
+                  "disk, spiral", "disk, edge-on")
+"""Galaxy Zoo 2's classes as the GZ2 set names them, shown in the reveal beside GZ1's leaves."""
+
+
+def _subclass(text: str) -> str:
+    """A GZ1 leaf code or a GZ2 class as the store keeps it; anything else is not shown."""
+    return text if text in LEAF_NAMES.values() or text in GZ2_SUBCLASSES else ""
+
+
 def as_galaxies(chosen: pd.DataFrame) -> list[Galaxy]:
     """Rows of :func:`choose` as the store keeps them (maps added later, when computed)."""
-    names = set(LEAF_NAMES.values())
     return [Galaxy(position=i, objid=str(r.objid), image=str(r.image), label=str(r.label),
-                   leaf=str(r.leaf) if str(r.leaf) in names else "",
+                   leaf=_subclass(str(r.leaf)),
                    model_label=str(r.model_label), p_spiral=float(r.p_spiral))
             for i, r in enumerate(chosen.itertuples())]

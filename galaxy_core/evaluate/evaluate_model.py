@@ -30,6 +30,8 @@ def part_report(logits: np.ndarray, data: Part, temperature: float, logit_bias: 
                           images, temperature, logit_bias, sources=described.get("source"),
                           subclasses=described.get("subclass"))
     report.update(split=split, part=part, image_dir=str(prepared.image_dir), model=str(model))
+    if not prepared.image_roots.is_single:
+        report["image_dirs"] = {name: str(path) for name, path in prepared.image_roots.folders}
     return report
 
 
