@@ -565,3 +565,74 @@ def test_gz1_row_with_two_flags_is_reported_as_inconsistent(gz1, tmp_path):
                                           use_flags=flags, build_cache=False), Config())
         assert prepared.summary["dropped"].get("inconsistent flags") == 1
         assert str(table.loc[spiral, "OBJID"]) not in set(prepared.table["objid"])
+
+
+# --- the classroom's database file (GALAXY_CLASSROOM_DB) ------------------------------------------
+def _sqlite_file(script: str, wal: bool = False) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        if wal:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(script)
+        db.commit()
+        db.close()
+    return make
+
+
+FOREIGN_CLASSROOM_FILES = {
+    # name: how the file is made (each must be refused and left byte-identical)
+    "another app's classes table": _sqlite_file(
+        "CREATE TABLE classes (id INTEGER PRIMARY KEY, teacher TEXT, room TEXT);"
+        "INSERT INTO classes VALUES (1, 'Ms Smith', 'B12'); PRAGMA user_version = 1;"),
+    "another app's tables": _sqlite_file(
+        "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);"
+        "INSERT INTO invoices VALUES (1, 9.5);"),
+    "ours plus a foreign table": _sqlite_file(
+        "CREATE TABLE classes (id INTEGER PRIMARY KEY, code TEXT, name TEXT, galaxy_set TEXT);"
+        "CREATE TABLE payroll (id INTEGER);"),
+    "another app id": _sqlite_file("PRAGMA application_id = 1234; CREATE TABLE t (x);"),
+    "another app in WAL mode": _sqlite_file("CREATE TABLE notes (body TEXT);", wal=True),
+    "a text file": lambda path: path.write_text("name,score\nada,3\n"),
+    "a truncated header": lambda path: path.write_bytes(b"SQLite format 3\x00" + b"\x00" * 20),
+}
+
+
+@pytest.mark.parametrize("case", list(FOREIGN_CLASSROOM_FILES))
+def test_foreign_classroom_file_is_refused_and_left_byte_identical(case, tmp_path):
+    from galaxy_core.classroom.store import ClassroomError, ClassroomStore
+
+    path = tmp_path / "theirs.sqlite3"
+    FOREIGN_CLASSROOM_FILES[case](path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ClassroomError) as refused:
+        ClassroomStore(path)
+    message = str(refused.value)
+    assert "not a classroom file" in message and str(path) in message
+    assert "\n" not in message
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+
+
+@pytest.mark.parametrize("case", ["new", "empty", "ours", "ours unmarked (schema 1)",
+                                  "ours unmarked in WAL mode"])
+def test_own_or_empty_classroom_file_is_opened_and_marked(case, tmp_path):
+    import sqlite3
+
+    from galaxy_core.classroom.store import APPLICATION_ID, ClassroomStore
+
+    path = tmp_path / "classroom.sqlite3"
+    legacy = ("CREATE TABLE classes (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, "
+              "name TEXT NOT NULL, galaxy_set TEXT NOT NULL, target INTEGER NOT NULL, "
+              "model TEXT NOT NULL, created REAL NOT NULL, closed REAL); PRAGMA user_version = 1;")
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "ours":
+        ClassroomStore(path)
+    elif case == "ours unmarked (schema 1)":
+        _sqlite_file(legacy)(path)
+    elif case == "ours unmarked in WAL mode":
+        _sqlite_file(legacy, wal=True)(path)
+    ClassroomStore(path).list_classes()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID

@@ -10,6 +10,11 @@ The schema carries a version (``PRAGMA user_version``): a file written by a newe
 refused rather than misread, and an older one is brought up to date in place (version 1 had no
 teacher keys: each of its classes gets one).
 
+The file carries our mark (``PRAGMA application_id``). Before anything is written, the file is
+checked: only a missing or empty file, one with our mark, or an unmarked one holding nothing but
+our own tables (written before the mark) is opened; any other file (another program's SQLite
+database, a text file) is refused in one sentence and left byte-identical.
+
 Who may see a class: the **join code** (six characters, read aloud) lets students in; the
 **teacher key** (long and random, in the teacher's link) opens the class's results, export,
 closing and deletion. Knowing the join code gives no way to the teacher key.
@@ -31,6 +36,10 @@ from galaxy_core.classroom.codes import new_code, normalise_code
 from galaxy_core.errors import GalaxyError
 
 SCHEMA_VERSION = 2
+APPLICATION_ID = 0x47414C58
+"""``PRAGMA application_id`` of a classroom file: "GALX"."""
+_OUR_TABLES = frozenset({"classes", "galaxies", "students", "answers"})
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 ANSWERS = ("spiral", "elliptical", "cant_tell")
 MAX_NICKNAME = 24
 MAX_CLASS_NAME = 80
@@ -155,12 +164,50 @@ def clean_class_name(text: str) -> str:
     return name
 
 
+def _check_ours(path: Path) -> None:
+    """Refuse, before touching it, a file that is not a classroom file: only a missing or empty
+    file, one marked with :data:`APPLICATION_ID`, or an unmarked SQLite file whose tables are
+    all ours (written before the mark) may be opened for writing."""
+    foreign = (f"{path} is not a classroom file (another program's data?); it was left "
+               "untouched: set GALAXY_CLASSROOM_DB to a new file name.")
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ClassroomError(f"The classroom file {path} cannot be read ({exc.strerror}).") from exc
+    if not header:
+        return
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise ClassroomError(foreign)
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id == APPLICATION_ID:
+        return
+    if application_id != 0:
+        raise ClassroomError(foreign)
+    try:  # unmarked: an older classroom file, or someone else's
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            names = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            columns = ({r[1] for r in db.execute("PRAGMA table_info(classes)")}
+                       if "classes" in names else set())
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ClassroomError(foreign) from exc
+    if not names <= _OUR_TABLES or (names and not {"code", "name", "galaxy_set"} <= columns):
+        raise ClassroomError(foreign)
+
+
 class ClassroomStore:
     """All classes of one dashboard, in the SQLite file ``path`` (made on first use)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_ours(self.path)
         with self._connect() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -170,6 +217,7 @@ class ClassroomStore:
         with self._write() as db:  # one process upgrades; another waits, then finds it done
             self._upgrade(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @staticmethod
     def _upgrade(db: sqlite3.Connection) -> None:
