@@ -258,3 +258,21 @@ def funnel_figure(summary: dict[str, Any]) -> go.Figure:
     fig = go.Figure(go.Funnel(y=stages, x=values, textinfo="value+percent initial"))
     fig.update_layout(margin=MARGIN)
     return fig
+
+
+def subclass_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Kept galaxies per source and sub-class as horizontal bars, coloured by class, so the
+    mix the network learns from (and how little of it GZ1 is) is seen at a glance. ``rows``:
+    ``{"source", "subclass", "label", "count"}``."""
+    colours = {"spiral": "#1f77b4", "elliptical": "#ff7f0e"}
+    fig = go.Figure()
+    for label in ("elliptical", "spiral"):
+        mine = [r for r in rows if r["label"] == label]
+        fig.add_bar(y=[f"{r['source']} · {r['subclass']}" for r in mine],
+                    x=[r["count"] for r in mine], name=label, orientation="h",
+                    marker_color=colours[label],
+                    hovertemplate="%{y}: %{x:,} galaxies<extra></extra>")
+    fig.update_layout(height=90 + 26 * len(rows), margin=dict(l=10, r=10, t=10, b=30),
+                      xaxis_title="kept galaxies", yaxis=dict(autorange="reversed"),
+                      legend=dict(orientation="h", y=-0.25), barmode="stack")
+    return fig

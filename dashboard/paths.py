@@ -20,7 +20,7 @@ from galaxy_core.errors import GalaxyError
 from galaxy_core.io_utils import is_inside
 from galaxy_core.locations import PROJECT_ROOT, default_data_root, prepared_dir
 
-PREPARE_COMMAND = "galaxy prepare --labels {labels} --images {images} --out {out} --splits {splits}"
+PREPARE_COMMAND = "galaxy prepare --source gz1 {labels} {images} --out {out} --splits {splits}"
 
 
 def gz1_images() -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import paths
-from dashboard.charts import funnel_figure
+from dashboard.charts import funnel_figure, subclass_figure
 from dashboard.ui import one_line
 from galaxy_core.config import Config
 from galaxy_core.data.imageio import load_image
@@ -30,12 +30,12 @@ except GalaxyError as exc:
         st.caption(f"The Galaxy Zoo 1 data is in {paths.show(default_data_root())}: prepare it "
                    f"here (checks every image and builds the training cache; a few minutes).")
         if st.button("Prepare the dataset now", type="primary", icon=":material/play_arrow:"):
-            from galaxy_core.data.prepare import PrepareRequest, prepare
+            from galaxy_core.data.prepare import PrepareRequest, Source, prepare
 
             check = st.progress(0.0, text="Checking images…")
             cache = st.progress(0.0, text="Building the cache…")
-            request = PrepareRequest(images=paths.gz1_images(), out=folder,
-                                     labels=paths.gz1_labels(), n_splits=3)
+            request = PrepareRequest(images=None, out=folder, n_splits=3, sources=(
+                Source("gz1", paths.gz1_labels(), paths.gz1_images()),))
             prepare(request, Config(),
                     progress=lambda d, t: check.progress(d / max(t, 1),
                                                          text=f"Checked {d} of {t} images"),
@@ -69,10 +69,37 @@ if summary.get("split_counts"):
     with st.expander(f"Train / validation / test sizes ({prepared.n_splits} splits)"):
         st.dataframe(summary["split_counts"])
 
+per_source = summary.get("kept_per_source") or {}
+if per_source:
+    st.subheader("Galaxies per survey and sub-class")
+    labels = prepared.table.drop_duplicates(["source", "subclass"]).set_index(
+        ["source", "subclass"])["label"]
+    rows = [{"source": source, "subclass": sub, "label": labels.get((source, sub), "?"),
+             "count": count}
+            for source, part in per_source.items()
+            for sub, count in part.get("per_subclass", {}).items()]
+    st.plotly_chart(subclass_figure(rows), key="subclasses")
+    st.caption(" · ".join(f"**{name}**: {part['kept']:,} kept of {part['rows_read']:,}"
+                          for name, part in per_source.items())
+               + ". Each split draws every survey's spirals and ellipticals in the same "
+                 "proportions, so the test set holds each survey as training does.")
+twins = summary.get("duplicates") or []
+if twins:
+    differ = [t for t in twins if t["kept_label"] != t["dropped_label"]]
+    with st.expander(f"The same galaxy twice: {len(twins)} copies dropped "
+                     f"({len(differ)} with labels that disagree)"):
+        st.caption("These galaxies are in two surveys' sets under different ids. They were "
+                   "found by what the image shows (the files differ byte for byte), and each "
+                   "is kept once, so no galaxy is in training and again in the test set.")
+        st.dataframe(twins, hide_index=True)
+
 st.subheader("Sample galaxies")
-if not prepared.image_dir.is_dir():
-    st.warning(f"The images are not at {prepared.image_dir}. " + paths.set_data_hint())
+missing = prepared.image_roots.missing()
+if len(missing) == len(prepared.image_roots.folders):
+    st.warning(f"The images are not at {', '.join(missing)}. " + paths.set_data_hint())
 else:
+    if missing:
+        st.caption(f"Not on this machine: {', '.join(missing)}; samples come from the rest.")
     c1, c2, c3 = st.columns([1, 1, 2])
     per_class = c1.slider("Per class", 3, 12, 6)
     crop = c2.toggle("As the model sees it", value=False,
@@ -83,6 +110,11 @@ else:
     cfg = Config()
     for name in kept:
         pool = prepared.table[prepared.table["label"] == name]
+        if missing:
+            pool = pool[pool["image"].map(lambda n: prepared.image_roots.resolve(n) is not None
+                                          and prepared.image_roots.resolve(n).is_file())]
+        if pool.empty:
+            continue
         picked = pool.iloc[rng.choice(len(pool), min(per_class, len(pool)), replace=False)]
         images, captions = [], []
         for _, row in picked.iterrows():

@@ -219,3 +219,50 @@ def test_train_init_from_a_wrong_architecture_is_one_line(tmp_path, gz1_fixture,
     err = capsys.readouterr().err
     assert code == 2 and "holds a resnet18, and this run trains a resnet34" in err
     assert "Traceback" not in err
+
+
+# --- per-source reports ----------------------------------------------------------------------
+def test_report_breaks_down_by_source_and_subclass():
+    from galaxy_core.evaluate.report import build_report
+
+    # gz1: 4 galaxies, all right; gz2: 4 galaxies, its one spiral called elliptical
+    labels = np.array([0, 0, 1, 1, 0, 0, 0, 1])
+    logits = np.array([[3, -3], [2, -2], [-2, 2], [-3, 3], [3, -3], [2, -2], [1, -1], [2, -2]],
+                      dtype=float)
+    sources = ["gz1"] * 4 + ["gz2"] * 4
+    subs = ["EL", "EL", "CW", "EDGE", "smooth, round", "smooth, round", "smooth",
+            "disk, spiral"]
+    report = build_report(logits, labels, [str(i) for i in range(8)],
+                          [f"{s}/{i}.jpg" for i, s in enumerate(sources)], 1.0,
+                          sources=sources, subclasses=subs)
+    gz1, gz2 = report["by_source"]["gz1"], report["by_source"]["gz2"]
+    assert gz1["n"] == 4 and gz1["accuracy"] == 1.0 and gz1["recall"]["spiral"] == 1.0
+    assert gz2["accuracy"] == 0.75 and gz2["recall"]["spiral"] == 0.0
+    assert gz2["balanced_accuracy"] == 0.5
+    assert gz2["ece"] > gz1["ece"]  # confidently wrong once
+    sub = report["by_subclass"]
+    assert sub["gz2: disk, spiral"] == {"n": 1, "true": "spiral", "accuracy": 0.0,
+                                        "mean_p_spiral": pytest.approx(1 / (1 + np.e**4))}
+    assert sub["gz1: EDGE"]["accuracy"] == 1.0
+    assert report["predictions"][7]["source"] == "gz2"
+    assert report["predictions"][7]["subclass"] == "disk, spiral"
+    plain = build_report(logits, labels, [str(i) for i in range(8)],
+                         [f"{i}.jpg" for i in range(8)], 1.0)
+    assert "by_source" not in plain and "source" not in plain["predictions"][0]
+
+
+def test_literature_table_sets_ours_only_beside_like_labels():
+    from galaxy_core.release.literature import PUBLISHED, literature_lines
+
+    report = {"by_source": {"gz2": {"n": 4765, "accuracy": 0.97, "balanced_accuracy": 0.965},
+                            "gz1": {"n": 884, "accuracy": 0.92, "balanced_accuracy": 0.9}}}
+    lines = literature_lines(report)
+    rows = [line for line in lines if line.startswith("| ") and "study" not in line]
+    assert len(rows) == len(PUBLISHED)
+    for row, paper in zip(rows, PUBLISHED):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] and cells[3]  # every figure names its images and its label cut
+        if paper.ours == "gz2":
+            assert cells[-1] == "97.0% accuracy, 96.5% balanced (4,765 GZ2 test galaxies)"
+        else:
+            assert cells[-1].startswith("not measured here")

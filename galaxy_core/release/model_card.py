@@ -14,6 +14,7 @@ from galaxy_core.io_utils import read_json, write_text
 from galaxy_core.model.prior import training_prior
 from galaxy_core.model.onnx_network import INT8_FILE, file_sha256
 from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, report_dir
+from galaxy_core.release.literature import literature_lines
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -52,6 +53,11 @@ def _labels_phrase(source: str) -> str:
     """Say which labels were learnt: a leaf-class table gives one answer per galaxy with no vote
     threshold, not the 80% consensus that "confident" means in Galaxy Zoo papers, and the card
     must not claim more."""
+    if source.startswith("sources "):
+        return ("several surveys' labels together (" + ", ".join(
+            part.split(":")[0].strip() for part in source[len("sources "):].split(";"))
+            + "): Galaxy Zoo 1 leaf classes where GZ1 is one of them (no vote threshold), "
+            "confident Galaxy Zoo 2 classes where GZ2 is; each source's figures are below")
     if _from_leaf_classes(source):
         return ("Galaxy Zoo 1 leaf classes (elliptical; clockwise, anticlockwise and edge-on "
                 "spirals), with mergers and 'don't know' excluded")
@@ -164,6 +170,29 @@ def _onnx_lines(meta: dict[str, Any], model_dir: Path) -> list[str]:
     return lines
 
 
+def _breakdown_lines(test: dict[str, Any]) -> list[str]:
+    """Each survey on its own (with its own calibration error: one temperature serves all),
+    then each sub-class: where a mixed test set's single figure hides the errors."""
+    by_source, by_sub = test.get("by_source") or {}, test.get("by_subclass") or {}
+    if not by_source and not by_sub:
+        return []
+    lines = ["", "## By survey and sub-class (test galaxies)"]
+    if by_source:
+        lines += ["", "| survey | galaxies | accuracy | balanced accuracy | spiral recall | "
+                  "elliptical recall | ROC AUC | ECE (after scaling) |", "|---" * 8 + "|"]
+        for name, b in by_source.items():
+            lines.append(f"| {name} | {b['n']:,} | {_pct(b['accuracy'])} | "
+                         f"{_pct(b['balanced_accuracy'])} | {b['recall']['spiral']:.3f} | "
+                         f"{b['recall']['elliptical']:.3f} | {b['roc_auc'] or float('nan'):.4f} "
+                         f"| {_pct(b['ece'])} |")
+    if by_sub:
+        lines += ["", "| sub-class | galaxies | class | right | mean p(spiral) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {b['n']:,} | {b['true']} | {_pct(b['accuracy'])} | "
+                  f"{b['mean_p_spiral']:.3f} |" for name, b in by_sub.items()]
+    return lines
+
+
 def render_model_card(model_dir: Path, notes: str = "") -> str:
     meta: dict[str, Any] = read_json(model_dir / META_FILE)
     cfg = meta.get("config", {})
@@ -182,7 +211,8 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
         "## Model",
         f"- Architecture: {_network(meta.get('arch'))}, 2-class head "
         f"({', '.join(meta.get('classes', []))}); "
-        + ("trained from scratch." if not cfg.get("weights")
+        + (f"fine-tuned from the model `{Path(cfg['init_from']).name}` (`--init-from`)."
+           if cfg.get("init_from") else "trained from scratch." if not cfg.get("weights")
            else f"fine-tuned from `{cfg.get('weights')}` weights."),
         f"- Input: centre crop {cfg.get('crop_fraction')} of the cutout side, resized to "
         f"{meta.get('input_size')}×{meta.get('input_size')} px, normalised with mean "
@@ -234,6 +264,9 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
                   "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                   for c, row in zip(classes, cm)]
+    lines += _breakdown_lines(test)
+    if test.get("by_source"):
+        lines += literature_lines(test)
     lines += _selective_lines(test, load_report(report_dir(model_dir, "val")) or {})
     lines += _population_lines(test, meta)
     if meta.get("splits"):
@@ -259,7 +292,8 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
               "model still answers spiral or elliptical for them.",
               "- Labels are volunteer votes; edge-on disks and faint spirals are the usual "
               "disagreements with the catalogue."]
-    if _from_leaf_classes(str(train.get("source", ""))):
+    if _from_leaf_classes(str(train.get("source", ""))) or "gz1_classes" in str(
+            train.get("source", "")):
         lines.append("- Leaf classes carry no vote threshold: galaxies the volunteers split on "
                      "have a hard label all the same. They, more than the network, cap the "
                      "accuracy (a learning curve on these labels flattens: README, 'What limits "
