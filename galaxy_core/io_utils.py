@@ -71,6 +71,39 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a spreadsheet cell that it would run as a formula starts (OWASP's list)."""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text
+
+
+def inert_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text and never runs: text starting like a formula
+    (:data:`FORMULA_STARTS`) gets a leading apostrophe, and so does text that already starts
+    with apostrophes before such a character, so :func:`live_cell` gives back exactly what was
+    escaped. Numbers, and text that reads as one (``-0.25``), are left as they are. Every CSV
+    meant for people (``galaxy predict``, the dashboard's downloads, the teacher's export)
+    goes through this."""
+    if not isinstance(value, str) or _is_number(value):
+        return value
+    if value.lstrip("'")[:1] in FORMULA_STARTS and value.lstrip("'"):
+        return "'" + value
+    return value
+
+
+def live_cell(text: str) -> str:
+    """The cell :func:`inert_cell` was given (one escaping apostrophe removed)."""
+    if text[:1] == "'" and text.lstrip("'")[:1] in FORMULA_STARTS and text.lstrip("'"):
+        return text[1:]
+    return text
+
+
 def write_csv(path: str | Path, frame: Any) -> Path:
     """Write a pandas DataFrame atomically (no index column)."""
     return write_text(path, frame.to_csv(index=False))

@@ -16,7 +16,7 @@ from dashboard import memory, models, paths, serving, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
 from dashboard.ui import one_line, thumbnail, upscale
-from dashboard.verdict import Verdict, csv_row, guess_line, percent_pair, verdict
+from dashboard.verdict import Verdict, csv_bytes, csv_row, guess_line, percent_pair, verdict
 from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.report import validation_threshold
@@ -313,7 +313,7 @@ if len(preds) > 1:
         "survey_matched": st.column_config.TextColumn("Survey-matched")})
     st.caption(prior_used_text(prior_used, prior_choice) + ". Highlighted rows look unlike the "
                "training galaxies.")
-    st.download_button("Download results (CSV)", table.to_csv(index=False).encode(),
+    st.download_button("Download results (CSV)", csv_bytes(table.to_dict("records")),
                        file_name="galaxy_predictions.csv", mime="text/csv",
                        icon=":material/download:")
 
@@ -405,6 +405,6 @@ if pred.survey_matched and shown in raw:
             b.image(matched, caption="Re-framed, blurred and given SDSS sky noise")
 
 if len(preds) == 1:
-    st.download_button("Download result (CSV)", csv_table(preds).to_csv(index=False).encode(),
+    st.download_button("Download result (CSV)", csv_bytes(csv_table(preds).to_dict("records")),
                        file_name="galaxy_prediction.csv", mime="text/csv",
                        icon=":material/download:")

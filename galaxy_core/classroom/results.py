@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from galaxy_core.classroom.store import Galaxy
+from galaxy_core.io_utils import inert_cell
 
 LEAF_WORDS = {"EL": "elliptical", "CW": "clockwise spiral", "ACW": "anticlockwise spiral",
               "EDGE": "edge-on disk"}
@@ -128,11 +129,5 @@ def export_csv(rows: Iterable[Mapping[str, Any]]) -> str:
                             lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _inert(v) for k, v in row.items()})
+        writer.writerow({k: inert_cell(v) for k, v in row.items()})
     return buffer.getvalue()
-
-
-def _inert(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

@@ -5,7 +5,9 @@ Three outputs share one interface (:class:`Output`): rows are dicts of CSV cells
 whichever the format, so resuming and the ``--prior estimate`` pass work on all of them alike.
 
 - **CSV file** (``-o out.csv``): one header, one line per row (cells never hold a line break:
-  :func:`galaxy_core.predict.jobs.cell`), flushed after every batch. A kill can tear only the
+  :func:`galaxy_core.predict.jobs.cell`; a cell that a spreadsheet would run as a formula, an
+  id like ``=HYPERLINK(...)`` or a file ``=1+1.jpeg``, is written with a leading apostrophe by
+  :func:`galaxy_core.io_utils.inert_cell` and read back without it), flushed after every batch. A kill can tear only the
   last line; :meth:`CsvOutput.open` cuts the file back to its last complete row.
 - **Parquet folder** (``-o out.parquet``): a Parquet file cannot be appended to and is readable
   only once its footer is written, so the output is a folder of part files
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from galaxy_core.errors import GalaxyError
-from galaxy_core.io_utils import TEMP_SUFFIX, atomic_write
+from galaxy_core.io_utils import TEMP_SUFFIX, atomic_write, inert_cell, live_cell
 
 Row = dict[str, str]
 """One output row: column name -> CSV cell."""
@@ -128,8 +130,16 @@ def _csv_line(columns: Sequence[str], rows: Sequence[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({c: inert_cell(v) for c, v in row.items()})
     return buffer.getvalue()
+
+
+def _csv_rows(handle: IO[str], columns: Sequence[str] | None = None) -> Iterator[Row]:
+    """The rows of a CSV output as they were given to :func:`_csv_line` (formula escapes
+    undone), with only ``columns`` when given."""
+    for row in csv.DictReader(handle):
+        names = row.keys() if columns is None else columns
+        yield {c: live_cell(row.get(c) or "") for c in names}
 
 
 def cut_torn_tail(path: Path) -> int:
@@ -193,9 +203,7 @@ class CsvOutput:
     def rows(self, columns: Sequence[str]) -> Iterator[Row]:
         self._handle.flush()
         with open(self.path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield {c: row.get(c) or "" for c in columns}
+            yield from _csv_rows(handle, columns)
 
     def append(self, rows: Sequence[Row]) -> None:
         if rows:
@@ -213,10 +221,9 @@ class CsvOutput:
             text = io.TextIOWrapper(target, encoding="utf-8", newline="", write_through=True)
             text.write(_csv_header(self.columns))
             with open(self.path, encoding="utf-8", newline="") as handle:
-                reader = csv.DictReader(handle)
                 chunk: list[Row] = []
-                for row in reader:
-                    chunk.append({c: row.get(c) or "" for c in self.columns})
+                for row in _csv_rows(handle, self.columns):
+                    chunk.append(row)
                     if len(chunk) >= REWRITE_ROWS:
                         text.write(_csv_line(self.columns, change(chunk)))
                         chunk = []
@@ -386,7 +393,7 @@ def read_rows(path: str | Path) -> Iterator[Row]:
                 yield {c: _to_cell(c, v[i]) for c, v in values.items()}
     else:
         with open(path, encoding="utf-8", newline="") as handle:
-            yield from csv.DictReader(handle)
+            yield from _csv_rows(handle)
 
 
 __all__ = ["CsvOutput", "Output", "OutputError", "ParquetOutput", "Row", "StdoutOutput",
