@@ -636,3 +636,106 @@ def test_own_or_empty_classroom_file_is_opened_and_marked(case, tmp_path):
     ClassroomStore(path).list_classes()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+# --- formula cells in every CSV the project writes ------------------------------------------------
+FORMULA_CELLS = {
+    # text as given: what the CSV cell must read (a spreadsheet shows it as text)
+    "=HYPERLINK(\"http://x\",\"y\")": "'=HYPERLINK(\"http://x\",\"y\")",
+    "+cmd|' /C calc'!A0": "'+cmd|' /C calc'!A0",
+    "-2+3": "'-2+3",
+    "@SUM(1)": "'@SUM(1)",
+    "'=1": "''=1",  # already an apostrophe: one more, so reading back is exact
+    "-0.25": "-0.25",  # a number stays a number
+    "12345": "12345",
+    "plain": "plain",
+}
+
+
+def test_inert_cell_escapes_formulas_and_reads_back_exactly():
+    from galaxy_core.io_utils import inert_cell, live_cell
+
+    for given, written in FORMULA_CELLS.items():
+        assert inert_cell(given) == written, given
+        assert live_cell(written) == given, given
+    assert inert_cell(0.5) == 0.5
+
+
+@pytest.mark.parametrize("output", ["answers.csv", "stdout"])
+def test_predict_csv_never_holds_a_formula_cell(output, good_model, galaxy_jpeg, tmp_path,
+                                                capsys):
+    import csv
+
+    from galaxy_core.io_utils import FORMULA_STARTS
+
+    data = galaxy_jpeg.read_bytes()
+    images = tmp_path / "imgs"
+    images.mkdir()
+    names = ["=1+1.jpeg", "+cmd|x.jpeg", "@SUM(1).jpeg", "-2+3.jpeg", "ok.jpeg"]
+    for name in names:
+        (images / name).write_bytes(data)
+    (images / "=broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    catalogue = tmp_path / "cat.csv"
+    catalogue.write_text("file,OBJID\n" + "".join(
+        f"{images / n},\"=HYPERLINK(\"\"http://evil\"\",\"\"{i}\"\")\"\n"
+        for i, n in enumerate(names)))
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in ([images], ["--catalogue", catalogue, "--path-column", "file",
+                            "--id-columns", "OBJID"]):
+        target = [] if output == "stdout" else ["-o", out / f"{len(args)}{output}"]
+        code, text, err = run_cli(["predict", *args, "--model", good_model, *target], capsys)
+        assert code in (0, 1), err
+        if output != "stdout":
+            text = (out / f"{len(args)}{output}").read_text()
+        rows = list(csv.reader(text.splitlines()))
+        cells = [c for row in rows[1:] for c in row]
+        assert len(rows) > 1 and cells
+        for cell in cells:
+            assert cell[:1] not in FORMULA_STARTS or _number(cell), (cell, text)
+        assert any(c.startswith("'=") for c in cells)
+    if output != "stdout":  # a resume reads its own escaped rows back as written
+        code, _, err = run_cli(["predict", images, "--model", good_model, "-o",
+                                out / f"1{output}", "--resume"], capsys)
+        assert code in (0, 1), err
+        assert len((out / f"1{output}").read_text().splitlines()) == len(names) + 2
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_dashboard_csv_download_escapes_formula_cells():
+    from dashboard.verdict import csv_bytes
+
+    text = csv_bytes([{"path": "=1+1.jpeg", "p_spiral": "0.5", "ood_score": "-0.3",
+                       "error": "+oops"}]).decode()
+    assert text.splitlines()[1] == "'=1+1.jpeg,0.5,-0.3,'+oops"
+
+
+# --- an output written inside the folder it classifies --------------------------------------------
+@pytest.mark.parametrize("output", ["answers.csv", "answers.parquet"])
+def test_output_and_its_side_files_are_never_inputs(output, good_model, galaxy_jpeg, tmp_path,
+                                                   capsys):
+    from galaxy_core.predict.writers import read_rows
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        shutil.copy(galaxy_jpeg, images / f"g{i}.jpg")
+    out = images / output
+    # what a run killed in the middle of an atomic write leaves beside its output
+    (images / f".{output}.run.json.k2j3.tmp").write_text("{")
+    (images / f".{output}.x81f.tmp").write_text("half")
+    code, _, err = run_cli(["predict", images, "--model", good_model, "-o", out], capsys)
+    assert code == 0, err
+    for _ in range(2):  # resumed twice: nothing new, nothing refused
+        code, _, err = run_cli(["predict", images, "--model", good_model, "-o", out,
+                                "--resume"], capsys)
+        assert code == 0, err
+        rows = list(read_rows(out))
+        assert sorted(Path(r["path"]).name for r in rows) == ["g0.jpg", "g1.jpg", "g2.jpg"]

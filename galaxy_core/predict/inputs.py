@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES
+from galaxy_core.io_utils import TEMP_SUFFIX
+from galaxy_core.predict.run_record import RECORD_SUFFIX
 
 ESCAPED_NOTE = "file name shown with backslash escapes (not valid UTF-8 or has control characters)"
 
@@ -95,7 +97,8 @@ def _walk(folder: Path, exclude: str | None = None) -> Iterator[Entry]:
     then its subfolders in name order, depth first. The order is fixed for a given tree (what
     ``galaxy predict --resume`` relies on), though not the global path order of
     :func:`find_inputs`, which needs the whole list. ``exclude`` (an absolute path) is passed
-    over: the output of the run itself, when it is written inside a folder being searched."""
+    over, with its side files (:func:`output_side_file`): the output of the run itself, when it
+    is written inside a folder being searched."""
     problems: list[Entry] = []
 
     def unreadable(error: OSError) -> None:
@@ -104,7 +107,7 @@ def _walk(folder: Path, exclude: str | None = None) -> Iterator[Entry]:
                               problem=f"folder cannot be read ({error.strerror or error})"))
 
     def kept(base: Path, name: str) -> bool:
-        return exclude is None or os.path.abspath(base / name) != exclude
+        return exclude is None or not output_side_file(os.path.abspath(base / name), exclude)
 
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         yield from problems
@@ -118,6 +121,17 @@ def _walk(folder: Path, exclude: str | None = None) -> Iterator[Entry]:
                   for name in files if kept(base, name)]
         yield from sorted(found, key=lambda e: os.fsencode(e.path.name))
     yield from problems
+
+
+def output_side_file(path: str, output: str) -> bool:
+    """Whether ``path`` (absolute) is the output ``output`` (absolute) or one of the files the
+    run writes beside it: its run record (``<output>.run.json``) and the temporary files an
+    atomic write of either leaves while it works (``.<name>.<random>.tmp``)."""
+    if path in (output, output + RECORD_SUFFIX):
+        return True
+    folder, name = os.path.split(output)
+    where, here = os.path.split(path)
+    return where == folder and here.startswith(f".{name}.") and here.endswith(TEMP_SUFFIX)
 
 
 def iter_inputs(paths: Iterable[str | Path], exclude: str | Path | None = None) -> Iterator[Entry]:
