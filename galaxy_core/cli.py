@@ -1,4 +1,5 @@
-"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, export, predict).
+"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, export, predict,
+dashboard).
 
 Exit codes: 0 success; 1 ``predict`` could not classify some inputs; 2 bad usage or bad input
 (one line on stderr, never a traceback); 130 interrupted (training can be resumed).
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from galaxy_core import locations
+from galaxy_core import __version__, locations
 from galaxy_core.config import ARCHES, DEVICE_CHOICES, LITE0, LITE0_EXTRA, Config
 from galaxy_core.errors import GalaxyError
 
@@ -444,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                  f"{locations.SHIPPED_MODEL_DIR})"
     parser = _Parser(prog="galaxy", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"galaxy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     defaults = Config()
@@ -653,7 +655,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "
                    "and the input is not out of distribution; send the rest to people")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard",
+                       description="Start the dashboard with its shipped Streamlit settings "
+                       "(.streamlit/config.toml: file watcher off). Needs the app extra: "
+                       "pip install 'galaxy-morphology[app]'. Stop it with Ctrl-C.")
+    p.add_argument("--port", type=_number(int, 1, 65535), default=8501,
+                   help="port to serve on (default 8501)")
+    p.add_argument("--address", help="interface to listen on (default: Streamlit's, every "
+                   "interface; 127.0.0.1 keeps it on this computer)")
+    p.add_argument("--data", metavar="DIR", help="real data root (gz1_sdss/, seed_examples/); "
+                   f"sets $GALAXY_DATA (default {data_root})")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.set_defaults(func=cmd_dashboard)
     return parser
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from galaxy_core.dashboard_launcher import launch
+    return launch(port=args.port, data=args.data, address=args.address, headless=args.headless)
 
 
 def main(argv: list[str] | None = None) -> int:
