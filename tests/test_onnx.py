@@ -1,5 +1,5 @@
 """The ONNX Runtime backend (issue 16, item 4): export, the int8 gate, the backend choice, the
-errors a user can meet, and the README's "share the model" snippet.
+errors a user can meet, and the "share the model" snippet (docs/survey-scale.md).
 
 Fast tests use a tiny untrained resnet18 at 32 px on synthetic galaxies; the ones marked
 ``realdata`` use the shipped model on real cutouts and are skipped without ``../shared/data``.
@@ -407,13 +407,13 @@ def test_int8_gate_on_real_galaxies(shared_data, tmp_path) -> None:
     assert "## ONNX Runtime" in (folder / "MODEL_CARD.md").read_text()
 
 
-# --- the README snippet ------------------------------------------------------------------------
+# --- the manual's snippet (docs/survey-scale.md; it was in the README) -------------------------
 def readme_snippet() -> str:
-    """The python block under the README's "Share the model" heading."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The python block under the manual's "Share the model" heading."""
+    text = (REPO / "docs" / "survey-scale.md").read_text(encoding="utf-8")
     start = text.index("Share the model")
     match = re.search(r"```python\n(.*?)```", text[start:], flags=re.S)
-    assert match, "README: no python block after 'Share the model'"
+    assert match, "docs/survey-scale.md: no python block after 'Share the model'"
     return match.group(1)
 
 
