@@ -1,6 +1,6 @@
 """The manual and the front page.
 
-- ``mkdocs build --strict`` passes: a warning (a broken internal link or anchor, a page missing
+- ``mkdocs build --strict`` passes (about 5 s, so not marked slow): a warning (a broken internal link or anchor, a page missing
   from the nav, a docstring mkdocstrings cannot read) fails ``make test``, so a broken page
   fails CI;
 - the command-line reference in the built site holds every subcommand and every option of
@@ -41,7 +41,6 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_every_page_is_built(site: Path) -> None:
     for page in PAGES:
         built = site / ("index.html" if page == "index" else f"{page}/index.html")
@@ -49,7 +48,6 @@ def test_every_page_is_built(site: Path) -> None:
     assert (site / "model" / "coverage.png").is_file()  # taken from the shipped model folder
 
 
-@pytest.mark.slow
 def test_cli_reference_is_generated_from_the_parsers(site: Path) -> None:
     text = html.unescape(re.sub(r"<[^>]+>", "", (site / "cli" / "index.html").read_text()))
     parser = build_parser()
@@ -64,7 +62,6 @@ def test_cli_reference_is_generated_from_the_parsers(site: Path) -> None:
     assert "--version" in text
 
 
-@pytest.mark.slow
 def test_api_page_is_made_from_the_docstrings(site: Path) -> None:
     text = (site / "api" / "index.html").read_text()
     for module in ("galaxy_core.locations", "galaxy_core.cli", "galaxy_core.predict",
