@@ -296,8 +296,9 @@ def render_model_card(model_dir: Path, notes: str = "") -> str:
             train.get("source", "")):
         lines.append("- Leaf classes carry no vote threshold: galaxies the volunteers split on "
                      "have a hard label all the same. They, more than the network, cap the "
-                     "accuracy (a learning curve on these labels flattens: README, 'What limits "
-                     "the accuracy'); the calibrated probability shows which galaxies they are.")
+                     "accuracy (a learning curve on these labels flattens: the manual's model "
+                     "page, 'What limits the accuracy'); the calibrated probability shows which "
+                     "galaxies they are.")
     if notes:
         lines += ["", notes]
     return "\n".join(lines) + "\n"
