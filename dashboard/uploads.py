@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from galaxy_core.data.imageio import FITS_MAX_SIDE, read_image
+from galaxy_core.data.imageio import FITS_MAX_SIDE, decoded_size, read_image
 from galaxy_core.errors import GalaxyError
 
 log = logging.getLogger("galaxy_dashboard")
 
 LARGE_UPLOAD_BYTES = 20 * 10**6
-"""Uploads above this size (20 MB) are decoded in the shared slot and framed."""
+"""Uploads above this size (20 MB), as a file or once decoded (:func:`is_large`), are decoded in
+the shared slot and framed."""
 LARGE_DECODES = 1
 """How many large uploads are decoded at once in this server process."""
 MAX_SIDE = FITS_MAX_SIDE
@@ -61,6 +62,12 @@ class FramedUpload:
     """The loader's notes on the original file (format, stretch, downsampling)."""
     original_size: tuple[int, int] = (0, 0)
     size_bytes: int = 0
+
+
+def is_large(data: bytes) -> bool:
+    """Whether an upload takes the large path: its file, or the picture it decodes to (from the
+    header: a 314 KB float TIFF holds 1.5 GB of work), is over :data:`LARGE_UPLOAD_BYTES`."""
+    return decoded_size(data) > LARGE_UPLOAD_BYTES
 
 
 def waiting() -> int:

@@ -120,13 +120,13 @@ framed_items: dict[str, uploads.FramedUpload] = {}
 if source == "Upload":
     files = st.file_uploader("Galaxy images", type=UPLOAD_TYPES, accept_multiple_files=True,
                              key=UPLOADER_KEY, help="One or many files; a batch can be downloaded as CSV. Files "
-                                  f"over {uploads.LARGE_UPLOAD_BYTES // 10**6} MB are read one "
-                                  "at a time on this server.") or []
+                                  f"over {uploads.LARGE_UPLOAD_BYTES // 10**6} MB (as files or once "
+                                  "decoded) are read one at a time on this server.") or []
     files = [f for f in files if hasattr(f, "getvalue")]  # not a file deleted meanwhile
     framed = st.session_state.setdefault(FRAMED_KEY, {})
     for gone in set(framed) - {f.file_id for f in files}:
         del framed[gone]  # removed from the widget
-    large = [f for f in files if f.file_id not in framed and f.size > uploads.LARGE_UPLOAD_BYTES]
+    large = [f for f in files if f.file_id not in framed and uploads.is_large(f.getvalue())]
     if large:
         frame_large_uploads(large)
     for f in files:

@@ -39,6 +39,14 @@ MAX_ASPECT = 20.0
 """Longest/shortest side beyond which the picture is a strip, not a sky image."""
 DEFAULT_MAX_BYTES = 200 * 2**20
 """Largest file accepted by default (200 MiB)."""
+MAX_DECODED_BYTES = 256 * 2**20
+"""Largest decoded picture accepted (width x height x bytes per pixel, from the header, before
+decoding): a 95 KB PNG can hold 49 megapixels of 16-bit data, so the file's size says nothing
+of the work. Deep pictures (16-bit, 32-bit, float) larger than :data:`FITS_MAX_SIDE` are then
+averaged down in blocks of rows before they are scaled to 8 bits, as large FITS images are."""
+MAX_FRAMES = 1000
+"""Frames (pages of a TIFF, frames of a GIF) counted at most: only the first is ever read, and
+counting a 100,000-page TIFF took a minute (time grows with the square of the count)."""
 
 PERCENTILE_LOW, PERCENTILE_HIGH = 0.5, 99.5
 """Clip points used to bring 16-bit, float and FITS data into 0..255 (robust to hot pixels)."""
@@ -295,6 +303,41 @@ def _check_size(width: int, height: int) -> None:
         raise ImageLoadError(f"image is an extremely thin strip ({width}x{height} pixels)")
 
 
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3,
+               "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4}
+"""Bytes per pixel of a Pillow mode (its samples x bytes per sample); 16-bit modes are 2."""
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """What a ``width`` x ``height`` picture in Pillow ``mode`` takes once decoded."""
+    per_pixel = 2 if mode.startswith("I;16") else _MODE_BYTES.get(mode, 4)
+    return width * height * per_pixel
+
+
+def _check_decoded_bytes(width: int, height: int, mode: str) -> None:
+    """Refuse, from the header, a picture whose decoded size is over :data:`MAX_DECODED_BYTES`."""
+    need = decoded_bytes(width, height, mode)
+    if need > MAX_DECODED_BYTES:
+        raise ImageLoadError(f"image too large once decoded ({width}x{height} pixels of {mode}: "
+                             f"{_mib(need)}; the limit is {_mib(MAX_DECODED_BYTES)})")
+
+
+def decoded_size(data: bytes) -> int:
+    """The memory ``data`` would take once decoded, from its header alone, for deciding how to
+    schedule the work (a small file can decode to gigabytes); never raises. A gzip file counts
+    as the most it may unpack to; an unreadable header as the file's own size."""
+    try:
+        fmt = sniff_format(data)
+        if fmt == "GZIP":
+            return max(len(data), DEFAULT_MAX_BYTES)
+        if fmt not in _PIL_FORMATS:
+            return len(data)
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            return max(len(data), decoded_bytes(img.width, img.height, img.mode))
+    except Exception:
+        return len(data)
+
+
 def _check_output(img: Image.Image) -> None:
     """Guard the contract: every success is 8-bit RGB of an acceptable size."""
     if img.mode != "RGB":  # pragma: no cover - a bug in this module, not in the file
@@ -320,9 +363,12 @@ def _decode_pil(data: bytes, fmt: str) -> LoadedImage:
     with img:
         _check_size(img.width, img.height)
         mode, size = img.mode, img.size
+        _check_decoded_bytes(img.width, img.height, mode)
         notes: list[str] = []
         frames = _frame_count(img)
-        if frames > 1:
+        if frames > MAX_FRAMES:
+            notes.append(f"more than {MAX_FRAMES} frames: using the first")
+        elif frames > 1:
             notes.append(f"{frames} frames: using the first")
         try:
             img.load()
@@ -336,24 +382,61 @@ def _decode_pil(data: bytes, fmt: str) -> LoadedImage:
 
 
 def _frame_count(img: Image.Image) -> int:
-    """Frames in an animated/multi-page file, without failing on a broken one."""
+    """Frames in an animated/multi-page file, counted up to ``MAX_FRAMES + 1`` (a larger count
+    reads as more than :data:`MAX_FRAMES`), without failing on a broken one. Pillow's
+    ``n_frames`` walks every page of a TIFF, so a TIFF's pages are counted here by following
+    its chain of directory offsets, each read once, and the image is left on its first page."""
+    if img.format != "TIFF":
+        try:
+            return min(int(getattr(img, "n_frames", 1)), MAX_FRAMES + 1)
+        except Exception:
+            return 1
     try:
-        return int(getattr(img, "n_frames", 1))
+        return _tiff_page_count(img.fp, MAX_FRAMES + 1)  # type: ignore[attr-defined]
     except Exception:
         return 1
+
+
+def _tiff_page_count(handle: object, limit: int) -> int:
+    """Pages of the TIFF in ``handle`` (a file object at any position), at most ``limit``:
+    the chain of image file directories followed from the header, a loop counted once."""
+    stream = handle  # type: ignore[assignment]
+    where = stream.tell()  # type: ignore[attr-defined]
+    try:
+        stream.seek(0)  # type: ignore[attr-defined]
+        head = stream.read(16)  # type: ignore[attr-defined]
+        order = "little" if head[:2] == b"II" else "big"
+        big = int.from_bytes(head[2:4], order) == 43  # BigTIFF
+        offset = int.from_bytes(head[8:16] if big else head[4:8], order)
+        count_size, entry_size, next_size = (8, 20, 8) if big else (2, 12, 4)
+        seen: set[int] = set()
+        while offset and offset not in seen and len(seen) < limit:
+            seen.add(offset)
+            stream.seek(offset)  # type: ignore[attr-defined]
+            entries = int.from_bytes(stream.read(count_size), order)  # type: ignore[attr-defined]
+            stream.seek(offset + count_size + entries * entry_size)  # type: ignore[attr-defined]
+            raw = stream.read(next_size)  # type: ignore[attr-defined]
+            if len(raw) < next_size:
+                break
+            offset = int.from_bytes(raw, order)
+        return max(1, len(seen))
+    finally:
+        stream.seek(where)  # type: ignore[attr-defined]
 
 
 def _upright(img: Image.Image, notes: list[str]) -> Image.Image:
     """Turn camera pictures upright as their EXIF tag says; broken EXIF is ignored."""
     try:
         orientation = img.getexif().get(0x0112, 1)
-        if orientation in (None, 1):
+        if orientation not in range(2, 9):  # 1 is upright; 0, 9 and others mean nothing
             return img
         turned = ImageOps.exif_transpose(img)
     except Exception:
         return img
+    if turned is None or turned is img:
+        return img
     notes.append(f"rotated as its EXIF orientation tag ({orientation}) says")
-    return turned if turned is not None else img
+    return turned
 
 
 def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -362,7 +445,7 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     if mode == "RGB" and "transparency" not in img.info:
         return img.convert("RGB")
     if mode in ("I", "F") or mode.startswith("I;16"):
-        gray = _scale_deep(np.asarray(img), notes, mode)
+        gray = _scale_deep(_deep_values(img, notes), notes, mode)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
@@ -380,6 +463,25 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     elif mode != "RGB":
         notes.append(f"{mode} converted to RGB")
     return img.convert("RGB")
+
+
+def _deep_values(img: Image.Image, notes: list[str]) -> np.ndarray:
+    """The pixels of a deep (16/32-bit, float) picture as an array; one larger than
+    :data:`FITS_MAX_SIDE` is averaged over whole blocks a band of rows at a time, so the
+    float64 work of scaling it (several times the picture's size) is never done at full size."""
+    width, height = img.size
+    factor = -(-max(width, height) // FITS_MAX_SIDE)
+    if factor <= 1:
+        return np.asarray(img)
+    rows = max(factor, _FITS_BLOCK_BYTES // (8 * width) // factor * factor)
+    out = np.empty((-(-height // factor), -(-width // factor)), dtype=np.float64)
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        band = np.asarray(img.crop((0, start, width, stop))).astype(np.float64)
+        out[start // factor:-(-stop // factor)] = _block_mean(band, factor)
+    notes.append(f"large image averaged over {factor}x{factor} pixel blocks while read "
+                 f"({width}x{height} -> {out.shape[1]}x{out.shape[0]})")
+    return out
 
 
 def _scale_deep(values: np.ndarray, notes: list[str], mode: str) -> np.ndarray:
