@@ -739,3 +739,183 @@ def test_output_and_its_side_files_are_never_inputs(output, good_model, galaxy_j
         assert code == 0, err
         rows = list(read_rows(out))
         assert sorted(Path(r["path"]).name for r in rows) == ["g0.jpg", "g1.jpg", "g2.jpg"]
+
+
+# --- small files that decode to gigabytes, and TIFFs of many pages --------------------------------
+def _float_tiff(path: Path, side: int = 4000) -> None:
+    from PIL import Image
+
+    values = np.zeros((side, side), np.float32)
+    values[side // 2 - 100:side // 2 + 100, side // 2 - 100:side // 2 + 100] = 1.0
+    Image.fromarray(values, "F").save(path, compression="tiff_adobe_deflate")
+
+
+def _deep_png(path: Path, side: int = 4000) -> None:
+    from PIL import Image
+
+    values = np.zeros((side, side), np.uint16)
+    values[side // 2 - 100:side // 2 + 100, side // 2 - 100:side // 2 + 100] = 60000
+    Image.fromarray(values).save(path)
+
+
+def _many_page_tiff(path: Path, pages: int) -> None:
+    """An 8x8 grey TIFF of ``pages`` pages, written directly (every page shares one strip)."""
+    import struct
+
+    tags = [(256, 3, 8), (257, 3, 8), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8),
+            (277, 3, 1), (278, 3, 8), (279, 4, 64)]
+    ifd_size = 2 + 12 * len(tags) + 4
+    out = bytearray(b"II*\x00" + struct.pack("<I", 72) + bytes(64))
+    for page in range(pages):
+        start = 72 + page * ifd_size
+        following = start + ifd_size if page < pages - 1 else 0
+        out += struct.pack("<H", len(tags))
+        for tag, kind, value in tags:
+            out += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3
+                                                        else struct.pack("<I", value))
+        out += struct.pack("<I", following)
+    path.write_bytes(bytes(out))
+
+
+_PEAK = """
+import sys
+from galaxy_core.data.imageio import read_image
+loaded = read_image(sys.argv[1])
+peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))  # this process's own peak (ru_maxrss keeps pytest's)
+print(loaded.image.width, loaded.image.height, loaded.original_size[0], peak // 1024,
+      "|".join(loaded.notes))
+"""
+
+
+@pytest.fixture(scope="module")
+def decode_bombs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bombs")
+    files = {"16-megapixel float TIFF": folder / "float.tif",
+             "16-megapixel 16-bit PNG": folder / "deep.png"}
+    _float_tiff(files["16-megapixel float TIFF"])
+    _deep_png(files["16-megapixel 16-bit PNG"])
+    return files
+
+
+@pytest.mark.parametrize("case", ["16-megapixel float TIFF", "16-megapixel 16-bit PNG"])
+def test_small_file_that_decodes_big_is_read_in_bounded_memory(case, decode_bombs):
+    """Each file is about 100 KB; read whole, such a file took about 30 bytes of memory per
+    pixel (float64 copies; 1.5 GB at 50 megapixels), here about 500 MB. Now it is averaged down
+    a band of rows at a time before it is scaled: the decoded picture and little more."""
+    import subprocess
+    import sys
+
+    path = decode_bombs[case]
+    assert path.stat().st_size < 200_000
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True,
+                          text=True, timeout=600, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    width, height, original, peak_mb, notes = done.stdout.split(maxsplit=4)
+    assert int(original) == 4000 and max(int(width), int(height)) <= 2048
+    assert "averaged over 2x2 pixel blocks" in notes
+    assert int(peak_mb) < 400, f"peak {peak_mb} MB"  # about 550 MB before
+
+
+def test_dashboard_sends_small_files_that_decode_big_to_the_decoding_slot(decode_bombs,
+                                                                         galaxy_jpeg):
+    from dashboard import uploads
+
+    for path in decode_bombs.values():
+        assert uploads.is_large(path.read_bytes()), path.name
+    assert not uploads.is_large(galaxy_jpeg.read_bytes())
+
+
+def test_decoded_size_over_the_bound_is_refused_in_one_line(decode_bombs, monkeypatch):
+    from galaxy_core.data import imageio
+    from galaxy_core.errors import ImageLoadError
+
+    monkeypatch.setattr(imageio, "MAX_DECODED_BYTES", 32 * 2**20)
+    with pytest.raises(ImageLoadError) as refused:
+        imageio.read_image(decode_bombs["16-megapixel float TIFF"])
+    text = str(refused.value)
+    assert "float.tif" in text and "once decoded" in text and "\n" not in text
+
+
+def test_tiff_of_many_pages_reads_the_first_and_caps_the_count(tmp_path):
+    """Pillow's page count walks every page again for each one; 100,000 pages took 54 s."""
+    import time
+
+    from galaxy_core.data.imageio import MAX_FRAMES, read_image
+
+    path = tmp_path / "pages.tif"
+    _many_page_tiff(path, 40_000)
+    started = time.perf_counter()
+    loaded = read_image(path)
+    assert time.perf_counter() - started < 5
+    assert loaded.image.size == (8, 8)
+    assert f"more than {MAX_FRAMES} frames: using the first" in loaded.notes
+    _many_page_tiff(path, 3)
+    assert "3 frames: using the first" in read_image(path).notes
+
+
+# --- a forged model.onnx ---------------------------------------------------------------------------
+def _forged_onnx(path: Path, weights_sha: str, side: int = 32, features: int = 512) -> None:
+    """A tiny graph with our input and outputs, stamped with the real weights' SHA-256, that
+    answers 'elliptical' for everything."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from galaxy_core.model.onnx_network import SOURCE_KEY
+
+    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
+             helper.make_node("Mul", ["m1", "w"], ["logits"]),
+             helper.make_node("Mul", ["m1", "f"], ["features"])]
+    graph = helper.make_graph(
+        nodes, "forged",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, side, side])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2]),
+         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", features])],
+        [helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("w", TensorProto.FLOAT, [2], [0.0, 50.0]),
+         helper.make_tensor("f", TensorProto.FLOAT, [features], [0.0] * features)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {SOURCE_KEY: weights_sha})
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("case", ["forged graph with the weights' SHA", "declared image side 60000"])
+def test_forged_model_onnx_is_never_run(case, good_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from galaxy_core.errors import ModelLoadError
+    from galaxy_core.model.onnx_network import ONNX_FILE, file_sha256, load_onnx_network
+    from galaxy_core.predict.backend import fp32_problem, open_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(good_model, folder)
+    side = 32 if case.startswith("forged") else 60000
+    _forged_onnx(folder / ONNX_FILE, file_sha256(folder / "model.safetensors"), side=side)
+    if side != 32:
+        with pytest.raises(ModelLoadError, match="declares shapes"):
+            load_onnx_network(folder / ONNX_FILE)
+    from galaxy_core.model.folder import read_model_folder
+
+    assert fp32_problem(read_model_folder(folder)) == "not the file model.json records"
+    said: list[str] = []
+    opened = open_model(folder, "onnx", note=said.append)  # exported again, then trusted
+    assert any("exporting it again" in s for s in said), said
+    assert fp32_problem(read_model_folder(folder)) is None
+    assert opened.network.n_features == 512
+
+
+@pytest.mark.parametrize("orientation,rotated", [(1, False), (0, False), (9, False),
+                                                 (65535, False), (6, True), (3, True)])
+def test_exif_note_says_rotated_only_when_it_was(orientation, rotated, tmp_path):
+    from PIL import Image
+
+    from galaxy_core.data.imageio import read_image
+
+    picture = Image.new("RGB", (40, 20), (10, 20, 30))
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    picture.save(path, exif=exif)
+    loaded = read_image(path)
+    assert any("rotated" in n for n in loaded.notes) == rotated, loaded.notes
+    assert loaded.image.size == ((20, 40) if orientation == 6 else (40, 20))

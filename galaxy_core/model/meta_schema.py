@@ -18,7 +18,7 @@ import numpy as np
 
 from galaxy_core.config import ARCHES, CLASSES, Config
 from galaxy_core.errors import ModelLoadError
-from galaxy_core.model.onnx_network import INT8_FILE
+from galaxy_core.model.onnx_network import INT8_FILE, ONNX_FILE
 
 MAX_META_BYTES = 16 * 2**20
 """model.json of a real model is a few hundred kB (its training history included)."""
@@ -151,6 +151,12 @@ def check_onnx_record(record: Any, path: Path) -> None:
     if not isinstance(record, dict):
         raise _fail(path, "onnx", "must be an object", record)
     _sha256(path, "onnx.weights_sha256", record.get("weights_sha256"))
+    fp32 = record.get("fp32")
+    if fp32 is not None:
+        if not isinstance(fp32, dict) or fp32.get("file") != ONNX_FILE:
+            raise _fail(path, "onnx.fp32", f"must be an object with file {ONNX_FILE!r}", fp32)
+        _sha256(path, "onnx.fp32.sha256", fp32.get("sha256"))
+        _sha256(path, "onnx.fp32.weights_sha256", fp32.get("weights_sha256"))
     int8 = record.get("int8")
     if int8 is None:
         return

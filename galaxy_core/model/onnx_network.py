@@ -30,7 +30,13 @@ SOURCE_KEY = "galaxy_weights_sha256"
 left over from other weights is recognised as stale instead of silently answering for them."""
 INSTALL_HINT = "pip install '.[onnx]' (onnxruntime)"
 ONNX_KEY = "onnx"
-"""The ``model.json`` key recording the ONNX files: the weights they came from, the int8 gate."""
+"""The ``model.json`` key recording the ONNX files: the weights they came from, the int8 gate,
+and (under "fp32") the SHA-256 of ``model.onnx`` as exported, which ties that file to the folder
+the way the int8 record ties ``model.int8.onnx``: a file's own metadata can be forged."""
+MAX_ONNX_BYTES = 1 << 30
+"""Largest ONNX file opened (1 GiB; the largest architecture's float32 file is about 100 MB)."""
+MAX_INPUT_SIDE = 1024
+"""Largest image side an ONNX file may declare (the ``model.json`` image size limit)."""
 
 
 def require_onnxruntime() -> ModuleType:
@@ -80,6 +86,11 @@ class OnnxNetwork:
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path} does not exist; write it with "
                                  "galaxy export MODEL --onnx")
+        if self.path.stat().st_size > MAX_ONNX_BYTES:
+            raise ModelLoadError(f"{self.path} is {self.path.stat().st_size / 2**30:.1f} GiB, "
+                                 f"over the {MAX_ONNX_BYTES / 2**30:.0f} GiB an ONNX model of "
+                                 "this project can be; delete it and run galaxy export MODEL "
+                                 "--onnx again")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         # Idle threads sleep instead of spinning: a prediction reads and frames its images in
@@ -110,14 +121,23 @@ class OnnxNetwork:
         sizes = [outputs[name].shape[-1] for name in OUTPUT_NAMES]
         if not all(isinstance(s, int) for s in sizes):
             raise ModelLoadError(f"{self.path}: output sizes are not fixed")
+        channels, *sides = inputs[0].shape[1:]
+        if channels != 3 or not all(isinstance(s, int) and 0 < s <= MAX_INPUT_SIDE
+                                    for s in sides) or not 0 < min(sizes) <= 1 << 16:
+            raise ModelLoadError(f"{self.path} declares shapes no model of this project has "
+                                 f"(input {list(inputs[0].shape)}, outputs {sizes})")
         self.n_classes, self.n_features = sizes
         self.input_shape = tuple(inputs[0].shape)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N, C) and penultimate features (N, D), float32, for a normalised NCHW
         float32 batch."""
-        logits, features = self.session.run(list(OUTPUT_NAMES),
-                                            {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+        try:
+            logits, features = self.session.run(
+                list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+        except Exception as exc:  # an allocation failure, a graph that cannot run
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ModelLoadError(f"{self.path} failed to run ({first})") from None
         return logits, features
 
     def matches(self, weights: str | Path) -> bool:

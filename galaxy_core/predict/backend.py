@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from galaxy_core.errors import GalaxyError, ModelLoadError
-from galaxy_core.model.folder import WEIGHTS_FILE, ModelInfo, info_fields, read_model_folder
+from galaxy_core.io_utils import read_json
+from galaxy_core.model.folder import (META_FILE, WEIGHTS_FILE, ModelInfo, info_fields,
+                                      read_model_folder)
 from galaxy_core.model.meta_schema import check_ood
 from galaxy_core.model.network import Network
 from galaxy_core.model.ood import OOD_FILE
@@ -151,18 +153,40 @@ def _int8(loaded: ModelInfo, threads: int) -> OnnxNetwork:
     return network
 
 
+def fp32_problem(loaded: ModelInfo) -> str | None:
+    """Why ``model.onnx`` cannot be used for ``loaded`` (None: it can): missing, or not the
+    file ``model.json`` records as exported from these weights. Checked before the file is
+    opened: a forged file stamped with the weights' SHA-256 is never run."""
+    path = loaded.path / ONNX_FILE
+    if not path.is_file():
+        return "missing"
+    try:  # as it is now: an export since ``loaded`` was read has recorded its file there
+        record = read_json(loaded.path / META_FILE)[ONNX_KEY]["fp32"]
+    except (OSError, ValueError, KeyError, TypeError):
+        record = {}
+    if not isinstance(record, dict) or not record.get("sha256") or record.get("sha256") != file_sha256(path):
+        return f"not the file {META_FILE} records"
+    if record.get("weights_sha256") != file_sha256(loaded.path / WEIGHTS_FILE):
+        return "made from other weights"
+    return None
+
+
 def _fp32(loaded: ModelInfo, threads: int, say: Note) -> OnnxNetwork:
-    """``model.onnx``, exported now when it is missing or was made from other weights (which
-    loads the torch module, if ``loaded`` has none, for the export)."""
+    """``model.onnx``, exported now when it is missing, was made from other weights or is not
+    the file ``model.json`` records (which loads the torch module, if ``loaded`` has none, for
+    the export)."""
     require_onnxruntime()
     path = loaded.path / ONNX_FILE
-    if path.is_file():
+    problem = fp32_problem(loaded)
+    if problem is None:
         network = load_onnx_network(path, threads)
         if network.matches(loaded.path / WEIGHTS_FILE):
             return network
-        say(f"{path} was made from other weights: exporting it again")
-    else:
+        problem = "made from other weights"
+    if problem == "missing":
         say(f"exporting {path} (once, about 20 s)")
+    else:
+        say(f"{path} is {problem}: exporting it again")
     from galaxy_core.release.onnx_export import export_fp32
 
     try:

@@ -110,10 +110,32 @@ def export_fp32(loaded: LoadedModel, path: Path | None = None) -> Path:
     _require("onnxscript")
     path = Path(path) if path else loaded.path / ONNX_FILE
     proto = _export_proto(loaded.model, loaded.config.image_size)
-    _stamp(proto, file_sha256(loaded.path / WEIGHTS_FILE), galaxy_precision="float32")
+    weights = file_sha256(loaded.path / WEIGHTS_FILE)
+    _stamp(proto, weights, galaxy_precision="float32")
     _save(proto, path)
     _check_parity(loaded, path)
+    if path == loaded.path / ONNX_FILE:
+        _record_fp32(loaded.path, fp32_record(path, weights))
     return path
+
+
+def fp32_record(path: Path, weights_sha256: str) -> dict[str, str]:
+    """``model.json``'s "onnx" "fp32" entry for the float32 file at ``path``: the backend opens
+    ``model.onnx`` only when its SHA-256 is this one (the SHA in the file's own metadata can be
+    forged along with the graph)."""
+    return {"file": ONNX_FILE, "sha256": file_sha256(path), "weights_sha256": weights_sha256}
+
+
+def _record_fp32(folder: Path, entry: dict[str, str]) -> None:
+    """Put ``entry`` into ``model.json``'s "onnx" record; an int8 record made from other
+    weights than these is stale and dropped (its file is then not vouched for)."""
+    meta = read_json(folder / META_FILE)
+    record = meta.get(ONNX_KEY) if isinstance(meta.get(ONNX_KEY), dict) else {}
+    if record.get("weights_sha256") != entry["weights_sha256"]:
+        record = {"weights_sha256": entry["weights_sha256"]}
+    record["fp32"] = entry
+    meta[ONNX_KEY] = record
+    write_json(folder / META_FILE, meta)
 
 
 def _require(module: str) -> None:
@@ -267,7 +289,9 @@ def export_onnx(folder: str | Path, prepared: PreparedData | None = None,
     if progress:
         progress("export fp32", 0, 1)
     fp32_path = export_fp32(loaded)
-    record: dict[str, Any] = {"weights_sha256": file_sha256(loaded.path / WEIGHTS_FILE)}
+    weights = file_sha256(loaded.path / WEIGHTS_FILE)
+    record: dict[str, Any] = {"weights_sha256": weights,
+                              "fp32": fp32_record(fp32_path, weights)}
     if prepared is None:
         return record
     split = int(loaded.meta.get("training", {}).get("split", 0)) if split is None else split
