@@ -261,7 +261,7 @@ def _pyarrow() -> tuple[Any, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise GalaxyError("Parquet needs pyarrow: pip install 'galaxy-classifier[parquet]' "
+        raise GalaxyError("Parquet needs pyarrow: pip install 'galaxy-morphology[parquet]' "
                           "(or pip install pyarrow), or write CSV") from None
     return pa, pq
 
