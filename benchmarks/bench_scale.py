@@ -8,10 +8,10 @@ THE CATALOGUES ARE SYNTHETIC. For each N this writes, under --work:
   OBJIDs (9000000000000000000 + i) and asset ids (i + 1), and a ``README_SYNTHETIC.txt``;
 - ``images/<asset_id>.jpg``: the real GZ1 SDSS cutouts of ../shared/data, reused. The first
   pass over the 6,064 real cutouts is hard links (symlinks, then copies, where linking fails).
-  Beyond that a cutout is used again as a COPY with a JPEG comment segment ("SYNTHETIC ...")
-  after its first two bytes: ``galaxy prepare`` drops byte-identical images as duplicates (they
-  would leak between train and test), so a second hard link would not count. The comment
-  changes the bytes, not the pixels.
+  Beyond that a cutout is used again as a COPY, turned or mirrored (rolled by 24 px past the
+  eighth use) and re-encoded with a JPEG comment ("SYNTHETIC ..."): ``galaxy prepare`` drops
+  the same galaxy seen twice, by its bytes or by what the image shows (it would leak between
+  train and test), so a link, or a copy with the same pixels, would not count.
 - Each galaxy's label flags follow its cutout's real GZ1 class (EL elliptical; CW, ACW, EDGE
   spiral; DK, MG uncertain), with vote fractions 0.9 / 0.05 / 0.5 made up to match.
 
@@ -52,6 +52,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -77,16 +80,26 @@ def real_cutouts(data_root: Path) -> list[tuple[Path, int]]:
     return [(path, leaf) for path, leaf in out if path.is_file()]
 
 
-def tagged_copy(source: Path, target: Path, tag: str) -> None:
-    """``source`` with a JPEG comment segment (``FF FE``) holding ``tag`` right after the SOI
-    marker: the same pixels, different bytes."""
-    data = source.read_bytes()
-    text = tag.encode("ascii")
-    if data[:2] == b"\xff\xd8":
-        data = data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
-    else:  # not a JPEG: trailing bytes, which decoders ignore
-        data = data + b"\n" + text
-    target.write_bytes(data)
+TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270,
+         Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM,
+         Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE)
+"""The eight ways to turn or mirror a cutout: a reused cutout comes back as another of them."""
+
+
+def varied_copy(source: Path, target: Path, use: int, tag: str) -> None:
+    """Use number ``use`` (1, 2, ...) of ``source``: turned or mirrored (and, past the eighth
+    use, rolled by 24 px a time), re-encoded as JPEG with ``tag`` as its comment. ``galaxy
+    prepare`` finds the same galaxy by what the image shows, not only by its bytes, so a copy
+    with the same pixels would be dropped as a duplicate; a turned one is another picture."""
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")
+    turn = TURNS[use % len(TURNS)]
+    if turn is not None:
+        image = image.transpose(turn)
+    shift = 24 * (use // len(TURNS))
+    if shift:
+        image = Image.fromarray(np.roll(np.asarray(image), shift, axis=(0, 1)))
+    image.save(target, format="JPEG", quality=92, comment=tag.encode("ascii"))
 
 
 def link(source: Path, target: Path) -> str:
@@ -119,7 +132,7 @@ def write_synthetic(n: int, folder: Path, cutouts: list[tuple[Path, int]]) -> di
     shutil.rmtree(folder, ignore_errors=True)
     images = folder / "images"
     images.mkdir(parents=True)
-    rows, mapping, ways = [], [], {"hard link": 0, "symlink": 0, "copy": 0, "tagged copy": 0}
+    rows, mapping, ways = [], [], {"hard link": 0, "symlink": 0, "copy": 0, "turned copy": 0}
     for i in range(n):
         source, leaf = cutouts[i % len(cutouts)]
         objid, asset = ID_BASE + i, i + 1
@@ -127,9 +140,9 @@ def write_synthetic(n: int, folder: Path, cutouts: list[tuple[Path, int]]) -> di
         if i < len(cutouts):
             ways[link(source, target)] += 1
         else:
-            tagged_copy(source, target, f"SYNTHETIC bench_scale galaxy {objid} (reuses "
-                                        f"{source.stem})")
-            ways["tagged copy"] += 1
+            varied_copy(source, target, i // len(cutouts),
+                        f"SYNTHETIC bench_scale galaxy {objid} (reuses {source.stem})")
+            ways["turned copy"] += 1
         kind = LEAF_TO_FLAGS[leaf]
         p_el = {"elliptical": 0.9, "spiral": 0.05, "uncertain": 0.5}[kind]
         p_cs = {"elliptical": 0.05, "spiral": 0.9, "uncertain": 0.4}[kind]

@@ -892,7 +892,9 @@ def test_forged_model_onnx_is_never_run(case, good_model, tmp_path):
     side = 32 if case.startswith("forged") else 60000
     _forged_onnx(folder / ONNX_FILE, file_sha256(folder / "model.safetensors"), side=side)
     if side != 32:
-        with pytest.raises(ModelLoadError, match="declares shapes"):
+        # refused in one line naming the file, by our shape bound or by onnxruntime's own
+        # loader (which, in onnxruntime 1.31, rejects a 60,000 px side before we look)
+        with pytest.raises(ModelLoadError, match="declares shapes|is not a usable ONNX model"):
             load_onnx_network(folder / ONNX_FILE)
     from galaxy_core.model.folder import read_model_folder
 
