@@ -72,20 +72,12 @@ def init_from_model(model: nn.Module, folder: str | Path, arch: str) -> ModelInf
     if tuple(info.classes) != tuple(CLASSES):
         raise ModelLoadError(f"{info.path} classifies {', '.join(info.classes)}; this run "
                              f"trains {', '.join(CLASSES)}")
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in read_state_dict(info.path / WEIGHTS_FILE).items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{info.path / WEIGHTS_FILE} does not match a {arch}: "
-                             f"{str(exc).splitlines()[0]}") from None
+    _load_weights(model, info)
     return info
 
 
-def load_model(folder: str | Path) -> LoadedModel:
-    """Load a model folder for inference (eval mode, float32)."""
-    info = read_model_folder(folder)
-    model = build_model(info.config.arch, None, num_classes=len(info.classes))
+def _load_weights(model: nn.Module, info: ModelInfo) -> None:
+    """The folder's weights, widened to float32, into ``model``; a mismatch is one line."""
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in read_state_dict(info.path / WEIGHTS_FILE).items()}
     try:
@@ -93,6 +85,13 @@ def load_model(folder: str | Path) -> LoadedModel:
     except RuntimeError as exc:
         raise ModelLoadError(f"{info.path / WEIGHTS_FILE} does not match a {info.config.arch}: "
                              f"{str(exc).splitlines()[0]}") from None
+
+
+def load_model(folder: str | Path) -> LoadedModel:
+    """Load a model folder for inference (eval mode, float32)."""
+    info = read_model_folder(folder)
+    model = build_model(info.config.arch, None, num_classes=len(info.classes))
+    _load_weights(model, info)
     model.eval()
     if info.ood is not None:
         check_ood(info.ood, classifier_layer(model).in_features, info.path / OOD_FILE)
