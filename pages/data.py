@@ -111,8 +111,9 @@ else:
     for name in kept:
         pool = prepared.table[prepared.table["label"] == name]
         if missing:
-            pool = pool[pool["image"].map(lambda n: prepared.image_roots.resolve(n) is not None
-                                          and prepared.image_roots.resolve(n).is_file())]
+            roots = prepared.image_roots
+            pool = pool[pool["image"].map(lambda n: (path := roots.resolve(n)) is not None
+                                          and path.is_file())]
         if pool.empty:
             continue
         picked = pool.iloc[rng.choice(len(pool), min(per_class, len(pool)), replace=False)]

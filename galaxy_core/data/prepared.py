@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ class PreparedData:
     table: pd.DataFrame
     """Kept galaxies: objid, label, image (relative to image_dir) and split_0..split_k."""
 
-    @property
+    @cached_property
     def image_roots(self) -> ImageRoots:
         """Where the images are: one folder, or one per source (``summary["image_dirs"]``)."""
         folders = self.summary.get("image_dirs")
