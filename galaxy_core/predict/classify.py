@@ -9,11 +9,12 @@ an error message instead of a label; it never stops the batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from galaxy_core.data.box import Box
 from galaxy_core.model.calibrated import infer
 from galaxy_core.model.folder import ModelInfo
 from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one place to import)
@@ -68,15 +69,21 @@ def finish_prepared(loaded: ModelInfo, prepared: list[Prepared], batch_size: int
 def classify_sources(loaded: ModelInfo, sources: Iterable[Source],
                      survey: str = "auto", batch_size: int = 32,
                      progress: Callable[[int, int], None] | None = None,
-                     keep_inputs: bool = False) -> list[Prediction]:
+                     keep_inputs: bool = False,
+                     boxes: Sequence[Box | None] | None = None) -> list[Prediction]:
     """Classify files (paths or :class:`Entry`) or uploads (``(name, bytes)``), in batches,
-    never raising per file."""
+    never raising per file. ``boxes`` gives each source the region to classify (None: the
+    whole picture), in the same order; see :mod:`galaxy_core.data.box`."""
     items = list(sources)
+    regions = list(boxes) if boxes is not None else [None] * len(items)
+    if len(regions) != len(items):
+        raise ValueError(f"{len(regions)} boxes for {len(items)} sources")
     results: list[Prediction] = []
     done = 0
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        prepared = [prepare_source(loaded.config, item, survey) for item in chunk]
+        prepared = [prepare_source(loaded.config, item, survey, box)
+                    for item, box in zip(chunk, regions[start:start + batch_size])]
         results.extend(finish_prepared(loaded, prepared, batch_size, keep_inputs))
         done += len(chunk)
         if progress:

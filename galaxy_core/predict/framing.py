@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from galaxy_core.config import Config
+from galaxy_core.data.box import Box, crop_to_box, upright_size
 from galaxy_core.data.imageio import read_image
 from galaxy_core.data.galaxy_finder import GalaxyBox, detect
 from galaxy_core.data.preprocess import frame_for_model
@@ -41,6 +42,9 @@ class Prediction:
     """Found in a folder and not an image at all (a README, a catalogue): reported, but not a
     failure to classify."""
     notes: list[str] = field(default_factory=list)
+    box: str = ""
+    """The region classified, ``x0,y0,x1,y1`` in pixels of the picture
+    (:mod:`galaxy_core.data.box`); empty when the whole picture was."""
     model_input: np.ndarray | None = field(default=None, repr=False)
     """The uint8 image exactly as the model saw it (after matching, crop and resize)."""
 
@@ -113,19 +117,30 @@ class Prepared:
     frame: np.ndarray | None = None
 
 
-def prepare_source(config: Config, item: Source, survey: str = "auto") -> Prepared:
+def prepare_source(config: Config, item: Source, survey: str = "auto",
+                   box: Box | None = None) -> Prepared:
     """Read, survey-match and frame one input, and measure its picture as given; any problem
-    with the file becomes the row's error. Needs only the model's settings, not the network."""
+    with the file becomes the row's error. Needs only the model's settings, not the network.
+
+    With ``box``, only that region of the picture goes on (:func:`~galaxy_core.data.box.
+    crop_to_box`), treated from then on exactly as a file holding just those pixels would be:
+    the person said which galaxy they mean, so the finder no longer guesses. A box that does
+    not fit the picture is the row's error."""
     pred, data, entry = _start(item)
+    if box is not None:
+        pred.box = box.text
     if data is None:
         return Prepared(pred)
     try:
         loaded_image = read_image(data, name=pred.source)
         pred.notes += loaded_image.notes
-        found = detect(loaded_image.image.convert("RGB"))  # once: matching and the look
-        arr, pred.survey_matched = framed_input(config, loaded_image.image, survey, found.galaxy)
-        look = look_at(loaded_image.image, found)
-        frame = whole_frame(loaded_image.image, config.image_size)
+        image = loaded_image.image
+        if box is not None:
+            image = crop_to_box(image, box, upright_size(loaded_image.original_size, image.size))
+        found = detect(image.convert("RGB"))  # once: matching and the look
+        arr, pred.survey_matched = framed_input(config, image, survey, found.galaxy)
+        look = look_at(image, found)
+        frame = whole_frame(image, config.image_size)
         pred.model_input = arr
         return Prepared(pred, look, frame)
     except NotAnImageError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from galaxy_core.data.box import Box
 from galaxy_core.predict.inputs import Entry, iter_inputs, printable
 
 Source = Entry | tuple[str, bytes]
@@ -40,6 +41,9 @@ class Job:
     """The catalogue's ``--id-columns`` values, as text, carried into the row's first cells."""
     problem: str = ""
     shown: str = ""
+    box: Box | None = None
+    """The region of the picture to classify (``--box``, a catalogue's box columns); None:
+    the whole picture. Not part of :meth:`key`: the row's ``box`` cell records it."""
 
     @property
     def name(self) -> str:
@@ -52,9 +56,11 @@ class Job:
         return (*(cell(v) for v in self.ids), self.name)
 
 
-def path_jobs(paths: Iterable[str | Path], output: str | Path | None = None) -> Iterator[Job]:
+def path_jobs(paths: Iterable[str | Path], output: str | Path | None = None,
+              box: Box | None = None) -> Iterator[Job]:
     """A job per entry of the files and folders given (folders walked lazily, in a fixed
     order: :func:`galaxy_core.predict.inputs.iter_inputs`), passing over the run's own
-    ``output`` should it lie in a searched folder (it grows while the walk goes on)."""
+    ``output`` should it lie in a searched folder (it grows while the walk goes on); each
+    classifies ``box`` of its picture when one is given (``--box``)."""
     for entry in iter_inputs(paths, exclude=output):
-        yield Job(entry)
+        yield Job(entry, box=box)

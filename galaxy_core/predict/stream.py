@@ -16,6 +16,11 @@ Workers are started with ``spawn`` (a fresh interpreter each: forking a process 
 thread pools are running is unsafe) and import no torch (:mod:`galaxy_core.predict.framing`),
 so each costs about 70 MB, not 700; they ignore Ctrl-C, which the main process handles. A run of
 one batch or less is prepared in process: starting workers would cost more than it saves.
+
+The pool is shut down and waited for before the batches' iterator returns, also on Ctrl-C or an
+error (its workers are then ended first, so the wait is short): a pool left to finish on its
+own raced the interpreter's exit, which now and then printed "Exception ignored in threading
+... Bad file descriptor" after a finished run.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ def prepare_job(job: Job, config: Config, survey: str) -> Prepared:
     """One job read and framed (or its problem as the row's error)."""
     if job.source is None:
         return Prepared(Prediction(source=job.name, error=job.problem))
-    return prepare_source(config, job.source, survey)
+    return prepare_source(config, job.source, survey, job.box)
 
 
 _WORKER: dict[str, object] = {}
@@ -135,8 +140,19 @@ def _pooled(jobs: Iterator[Job], config: Config, survey: str, batch_size: int,
                               "away and continue with --resume") from None
         if batch:
             yield batch
+    except BaseException:
+        _end_workers(pool)  # Ctrl-C, an error, or the iterator closed early: stop at once
+        raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate ``pool``'s worker processes, so that waiting for the pool to shut down does
+    not wait for the files they are reading (a big one can take seconds)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 __all__ = ["Batch", "prepare_job", "prepared_batches"]
