@@ -2,8 +2,9 @@
 
 Two things make thirty sessions cheap:
 
-- **Answers by content.** An answer depends only on the file's bytes, the survey-matching
-  option and the model. Every answer given is kept, server-wide, under those three (an LRU of
+- **Answers by content.** An answer depends only on the file's bytes, the region of it chosen
+  (a box, :mod:`galaxy_core.data.box`; none for the whole picture), the survey-matching option
+  and the model. Every answer given is kept, server-wide, under those three (an LRU of
   :data:`MAX_ANSWERS`, about 30 kB each for the model input it keeps), so the galaxy a teacher
   hands out to the whole class is classified once, and a session that adds a file to its
   uploads does not classify the earlier ones again.
@@ -31,6 +32,7 @@ import streamlit as st
 from dashboard.models import lock, model_key
 import numpy as np
 
+from galaxy_core.data.box import Box
 from galaxy_core.explain import gradcam as cams
 from galaxy_core.model.store import LoadedModel
 from galaxy_core.predict.batching import MicroBatcher
@@ -42,7 +44,8 @@ MAX_BATCH = 8
 """Images per shared forward pass: 8 views each, so 64 network inputs, where the per-image
 cost on 2 cores has stopped falling."""
 
-AnswerKey = tuple[str, str, str]  # (model key, survey option, sha1 of the bytes)
+AnswerKey = tuple[str, str, str, str]  # (model key, survey option, sha1 of the bytes, box)
+Item = tuple[str, bytes, Box | None]  # (name, bytes, region to classify: None = whole picture)
 
 
 class Answers:
@@ -116,10 +119,11 @@ def _batcher(key: str, _loaded: LoadedModel) -> MicroBatcher:
     """One batcher per model (``key``: folder and stamp, the model itself left out of the
     cache key)."""
 
-    def work(survey: Hashable, items: list[tuple[str, bytes]]) -> list[Prediction]:
+    def work(survey: Hashable, items: list[Item]) -> list[Prediction]:
         with lock(_loaded):
-            return classify_sources(_loaded, items, survey=str(survey),
-                                    batch_size=max(1, len(items)), keep_inputs=True)
+            return classify_sources(_loaded, [(name, data) for name, data, _ in items],
+                                    survey=str(survey), batch_size=max(1, len(items)),
+                                    keep_inputs=True, boxes=[box for _, _, box in items])
 
     return MicroBatcher(work, max_batch=MAX_BATCH, name=f"classify {key}")
 
@@ -167,13 +171,17 @@ def _as_named(pred: Prediction, name: str) -> Prediction:
     return pred
 
 
-def classify_uploads(loaded: LoadedModel, items: list[tuple[str, bytes]], survey: str,
-                     progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
-    """Predictions for ``items`` (name, bytes), in order: known answers from the server-wide
+def classify_uploads(loaded: LoadedModel, uploads: list[tuple[str, bytes]], survey: str,
+                     progress: Callable[[int, int], None] | None = None,
+                     boxes: list[Box | None] | None = None) -> list[Prediction]:
+    """Predictions for ``uploads`` (name, bytes), in order: known answers from the server-wide
     store, answers other sessions are making right now when they are done, the rest from the
-    shared batcher."""
+    shared batcher. ``boxes`` gives each upload the region to classify (None: the whole
+    picture), in the same order."""
     store, key = answers(), model_key(loaded)
-    keys = [(key, survey, digest(data)) for _, data in items]
+    regions = boxes if boxes is not None else [None] * len(uploads)
+    items: list[Item] = [(name, data, box) for (name, data), box in zip(uploads, regions)]
+    keys = [(key, survey, digest(data), box.text if box else "") for _, data, box in items]
     preds: list[Prediction | None] = [None] * len(items)
     mine, theirs = [], []
     for i, k in enumerate(keys):
@@ -200,4 +208,4 @@ def classify_uploads(loaded: LoadedModel, items: list[tuple[str, bytes]], survey
             preds[i] = copy.deepcopy(future.result())
         except Exception:  # their pass failed: make it here
             preds[i] = batcher(loaded).run([items[i]], group=survey)[0]
-    return [_as_named(p, name) for p, (name, _) in zip(preds, items) if p is not None]
+    return [_as_named(p, name) for p, (name, _, _) in zip(preds, items) if p is not None]

@@ -18,7 +18,7 @@ mentioned, small, after the warning. Percentages are rounded down, so a 0.8996 a
 and never shows a "90%" that its band does not match.
 
 The batch CSV row is here too (:func:`csv_row`): the columns of ``galaxy predict --prior P
---accept-at A`` and ``unusual``.
+--accept-at A``, ``unusual`` and ``box``.
 
 Pure functions (no Streamlit), so the wording is tested without a page.
 """
@@ -117,13 +117,16 @@ def guess_line(label: str, confidence: float) -> str:
 def csv_row(pred: Prediction, prior: float, threshold: float | None) -> dict[str, object]:
     """One row of the page's CSV: ``galaxy predict``'s (``Prediction.row`` and ``prior``, the
     spiral fraction the probabilities are for; empty when unknown), ``accepted`` when there is
-    a validation threshold (as with ``--accept-at``), and ``unusual`` (1: flagged as unlike the
-    training galaxies; such an answer is never accepted)."""
+    a validation threshold (as with ``--accept-at``), ``unusual`` (1: flagged as unlike the
+    training galaxies; such an answer is never accepted), and ``box``: the region of the
+    picture the answer is for, ``x0,y0,x1,y1`` as ``galaxy predict --box`` takes it (empty: the
+    whole picture), so a row says which galaxy it is about."""
     row = pred.row()
     row["prior"] = f"{prior:.4f}" if pred.ok and prior == prior else ""
     if threshold is not None:
         row["accepted"] = int(pred.accepted(threshold)) if pred.ok else ""
     row["unusual"] = int(pred.unusual) if pred.ok else ""
+    row["box"] = pred.box
     return row
 
 

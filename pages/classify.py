@@ -1,5 +1,6 @@
 """Classify: upload galaxy images (or pick examples) and see class, calibrated probability and
-Grad-CAM for each."""
+Grad-CAM for each; where a picture holds several galaxies, or its galaxy is off-centre or cut by
+the frame, point at the one meant (dashboard.pointing)."""
 
 from dashboard.ui import require_app
 
@@ -7,16 +8,20 @@ require_app()  # first: a page opened on its own reroutes through app.py before 
 #                 import (torch, through dashboard.models: ~4 s on a server's first visit)
 
 import copy
+import io
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
+from streamlit_image_coordinates import streamlit_image_coordinates
 
-from dashboard import memory, models, paths, serving, uploads
+from dashboard import memory, models, paths, pointing, serving, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
 from dashboard.ui import one_line, thumbnail, upscale
 from dashboard.verdict import Verdict, csv_bytes, csv_row, guess_line, percent_pair, verdict
+from galaxy_core.data.box import Box, BoxError, crop_to_box, parse_box, upright_size
 from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
 from galaxy_core.evaluate.report import validation_threshold
@@ -45,6 +50,8 @@ VIEWS_KEY = "classify_views"  # survey-matching thumbnails drawn for the current
 PRIOR_KEY = "classify_prior"  # the spiral-fraction control's choice
 ADJUSTED_KEY = "classify_adjusted"  # (results key, prior) -> predictions moved to that prior
 UNUSUAL_ROW = "background-color: rgba(247, 118, 142, 0.22)"  # a flagged input's batch row
+REGIONS_KEY = "classify_regions"  # (name, digest) -> box chosen ("x0,y0,x1,y1"; "" = whole)
+POINTING_KEY = "classify_pointing"  # (name, digest) -> pointing.Pointing, or why there is none
 
 
 @st.cache_data(show_spinner=False)
@@ -179,24 +186,50 @@ def digest(name: str, data: bytes) -> str:
     return framed_copy.digest or framed_copy.error if framed_copy else serving.digest(data)
 
 
+regions: dict[tuple[str, str], str] = st.session_state.setdefault(REGIONS_KEY, {})
+
+
+def region_of(name: str, data: bytes) -> str:
+    """The box chosen for this upload ("x0,y0,x1,y1" in the file's full-resolution pixels), or
+    "" for the whole picture."""
+    return regions.get((name, digest(name, data)), "")
+
+
+def box_to_classify(name: str, data: bytes) -> Box | None:
+    """The chosen box in pixels of what is classified: the file itself, or for a large upload
+    its framed copy, averaged down (the box is scaled to it)."""
+    text = region_of(name, data)
+    if not text:
+        return None
+    box = parse_box(text)
+    framed_copy = framed_items.get(name)
+    if framed_copy is not None and framed_copy.png:
+        size = Image.open(io.BytesIO(framed_copy.png)).size  # the header only
+        box = box.scaled(upright_size(framed_copy.original_size, size), size)
+    return box
+
+
 def classify(items: list[tuple[str, bytes]]) -> list[Prediction]:
-    """Predictions in upload order; a large upload is classified from its framed copy and
-    keeps the loader's notes on the original file (or its one-line error)."""
+    """Predictions in upload order, each for the region chosen for it (the whole picture
+    unless a box was); a large upload is classified from its framed copy and keeps the
+    loader's notes on the original file (or its one-line error)."""
     readable = [(n, b) for n, b in items if not (n in framed_items and framed_items[n].error)]
     bar = st.progress(0.0, text=f"Classifying {len(items)} image(s)…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Classified {done} of {total}")
 
-    done = iter(serving.classify_uploads(loaded, readable, survey, progress))
+    done = iter(serving.classify_uploads(loaded, readable, survey, progress,
+                                         [box_to_classify(n, b) for n, b in readable]))
     bar.empty()
     preds = []
-    for name, _ in items:
+    for name, data in items:
         copy_ = framed_items.get(name)
         if copy_ is not None and copy_.error:
             preds.append(Prediction(source=name, error=copy_.error))
             continue
         pred = next(done)
+        pred.box = region_of(name, data)  # the full-resolution box, also for a framed copy
         if copy_ is not None:
             pred.notes = [n for n in pred.notes if n == ESCAPED_NOTE] + copy_.notes
         preds.append(pred)
@@ -221,7 +254,8 @@ def with_prior(preds: list[Prediction], wanted: str | float) -> tuple[list[Predi
             f"{one_line(exc).split('. Give')[0]}: using 50% instead.")
 
 
-key = (models.model_key(loaded), survey, tuple((n, digest(n, b)) for n, b in items))
+key = (models.model_key(loaded), survey,
+       tuple((n, digest(n, b), region_of(n, b)) for n, b in items))
 if st.session_state.get("classify_key") != key:
     st.session_state["classify_preds"] = classify(items)
     st.session_state["classify_key"] = key
@@ -250,8 +284,19 @@ with prior_box:
                        f"{est.classify_and_count:.0%}, biased towards the training mix.")
 
 failed = [p for p in preds if not p.ok]
-for p in failed[:10]:
+
+
+def forget_box(name: str) -> None:
+    """Back to the whole picture for an upload whose chosen box could not be classified."""
+    for rid in [rid for rid in regions if rid[0] == name]:
+        regions[rid] = ""
+
+
+for n, p in enumerate(failed[:10]):
     st.error(f"{p.source} could not be classified: {one_line(p.error)}")
+    if p.box:
+        st.button("Classify the whole picture instead", key=f"unbox_{n}",
+                  on_click=forget_box, args=(p.source,))
 if len(failed) > 10:
     st.error(f"…and {len(failed) - 10} more files could not be classified (see the CSV).")
 ok = [p for p in preds if p.ok]
@@ -287,7 +332,8 @@ if len(preds) > 1:
             view[col] = view[col].map({1: "yes", 0: "no"}).fillna("")
     order = ["path", "answer", *(["example label"] if known else []), "p_spiral",
              *(["accepted"] if threshold is not None else []), "unusual", "ood_score", "prior",
-             "survey_matched", *[c for c in ("error", "notes") if view[c].astype(bool).any()]]
+             "survey_matched",
+             *[c for c in ("box", "error", "notes") if view[c].astype(bool).any()]]
     view = view[order]  # label and p_elliptical (in the CSV) repeat answer and p_spiral
     flagged = view["unusual"] == "yes"
     styled = view.style.apply(lambda row: [UNUSUAL_ROW if flagged[row.name] else ""] * len(row),
@@ -310,7 +356,10 @@ if len(preds) > 1:
         "prior": st.column_config.NumberColumn("Prior", format="%.2f",
                                                help="The spiral fraction the probabilities "
                                                     "are for."),
-        "survey_matched": st.column_config.TextColumn("Survey-matched")})
+        "survey_matched": st.column_config.TextColumn("Survey-matched"),
+        "box": st.column_config.TextColumn(
+            "Box", help="The region classified (x0,y0,x1,y1 in the file's pixels), when one "
+                        "was chosen; empty: the whole picture.")})
     st.caption(prior_used_text(prior_used, prior_choice) + ". Highlighted rows look unlike the "
                "training galaxies.")
     st.download_button("Download results (CSV)", csv_bytes(table.to_dict("records")),
@@ -338,11 +387,101 @@ with st.container(key="verdict"):  # first, above the pictures: on a phone they 
         agree = "agrees" if known[shown] == pred.label else "disagrees"
         st.caption(f"The example set labels it **{known[shown]}**: the model {agree}.")
 
+
+def pointing_of(name: str) -> pointing.Pointing | str:
+    """The candidates of one picture (found once per upload, kept in the session), or why
+    they cannot be shown."""
+    found = st.session_state.setdefault(POINTING_KEY, {})
+    rid = (name, digest(name, raw[name]))
+    if rid not in found:
+        try:
+            picture = read_image(raw[name])
+            framed_copy = framed_items.get(name)
+            original = framed_copy.original_size if framed_copy else picture.original_size
+            found.clear()  # one picture's at a time: they hold a copy of it
+            found[rid] = pointing.Pointing.of(picture.image,
+                                              upright_size(original, picture.image.size))
+        except Exception as exc:  # display only; the answer above already succeeded
+            found[rid] = f"Cannot look for other galaxies: {one_line(exc)}"
+    return found[rid]
+
+
+def choose_region(name: str, where: pointing.Pointing) -> None:
+    """'Which galaxy?': the picture with its candidates outlined; a click picks one, a drag
+    draws a box; the radio and the text field do the same from the keyboard. Every change
+    lands in REGIONS_KEY from a callback, so the run it starts classifies the new region."""
+    rid = (name, digest(name, raw[name]))
+    tag = serving.digest(f"{name}\0{rid[1]}".encode())[:12]
+    keys = {k: f"region_{k}_{tag}" for k in ("click", "choice", "typed", "custom", "problem")}
+    custom = st.session_state.get(keys["custom"], "")
+    current = regions.get(rid, "")
+    if current and current != custom and current not in [
+            where.candidate_box(n).text for n in range(1, len(where.candidates) + 1)]:
+        custom = st.session_state[keys["custom"]] = current
+    choices = pointing.options(where, custom)
+    chosen = next((o for o in choices if pointing.choice_box(o, where, custom) == current),
+                  pointing.AUTO)
+    st.session_state[keys["choice"]] = chosen
+
+    def choose(option: str, box_text: str) -> None:
+        if option == pointing.BOX:
+            st.session_state[keys["custom"]] = box_text
+        regions[rid] = box_text
+        st.session_state[keys["problem"]] = ""
+
+    def on_pick() -> None:
+        option, box = where.region_at(st.session_state.get(keys["click"]))
+        if option:
+            choose(option, box.text if box else "")
+
+    def on_choice() -> None:
+        option = st.session_state[keys["choice"]]
+        choose(option, pointing.choice_box(option, where,
+                                           st.session_state.get(keys["custom"], "")))
+
+    def on_typed() -> None:
+        text = st.session_state[keys["typed"]].strip()
+        if not text:
+            return
+        try:
+            choose(pointing.BOX, pointing.typed_box(text, where).text)
+        except BoxError as exc:
+            st.session_state[keys["problem"]] = one_line(exc)
+
+    with st.container(key="pointing", border=True):
+        st.markdown("**Which galaxy?**")
+        why = where.reasons or ["a region was chosen"]
+        st.caption(f"This picture has {' and '.join(why)}. The answer above is for the region "
+                   "outlined in yellow (the whole picture when none is). Click a numbered "
+                   "galaxy, or drag a box around the one you mean.")
+        left, right = st.columns([1.6, 1])
+        with left:
+            box = parse_box(current) if current else None
+            streamlit_image_coordinates(where.shown(box), key=keys["click"],
+                                        click_and_drag=True, on_click=on_pick,
+                                        width="content", cursor="crosshair")
+        with right:
+            st.radio("Classify", choices, key=keys["choice"], on_change=on_choice,
+                     format_func=lambda o: pointing.option_label(o, where, custom))
+            st.text_input("Or type a box", key=keys["typed"], on_change=on_typed,
+                          placeholder="x0,y0,x1,y1",
+                          help="Left, top, right, bottom in pixels of the file, from its "
+                               "top-left corner (what galaxy predict --box takes). "
+                               f"This picture is {where.full_size[0]}×{where.full_size[1]}.")
+            if st.session_state.get(keys["problem"]):
+                st.warning(st.session_state[keys["problem"]], icon=":material/crop_free:")
+
+
+where = pointing_of(shown)
+if isinstance(where, pointing.Pointing) and (where.reasons or pred.box):
+    choose_region(shown, where)
+
 cfg = loaded.config
 c1, c2, c3 = st.columns([1, 1, 1.2])
 c1.image(upscale(pred.model_input), alt="Model input",
-         caption=f"As the model sees it: centre {cfg.crop_fraction:.0%} crop, resized to "
-                 f"{cfg.image_size} px" + (", survey-matched" if pred.survey_matched else ""))
+         caption=(f"Your box {pred.box}, as" if pred.box else "As") + " the model sees it: "
+                 f"centre {cfg.crop_fraction:.0%} crop, resized to {cfg.image_size} px"
+                 + (", survey-matched" if pred.survey_matched else ""))
 with c2:
     cam_slot = st.empty()
     explain = st.segmented_control(
@@ -385,8 +524,13 @@ def matching_views(name: str) -> tuple | str:
     if name not in views:
         try:
             original = read_image(raw[name]).image
-            matched, _ = prepare_for_model(original, survey)
             size = framed_items[name].original_size if name in framed_items else original.size
+            box = box_to_classify(name, raw[name])
+            if box is not None:  # the region classified, not the whole picture
+                original = crop_to_box(original, box)
+                full = parse_box(region_of(name, raw[name]))
+                size = (full.width, full.height)
+            matched, _ = prepare_for_model(original, survey)
             views[name] = (thumbnail(original), thumbnail(matched), size)
         except Exception as exc:  # display only; the prediction above already succeeded
             views[name] = f"Cannot show the matching steps: {one_line(exc)}"

@@ -131,17 +131,20 @@ def test_batch_table_and_csv_have_accepted_unusual_and_prior(env, assets, tmp_pa
 
 def test_csv_rows_match_the_command_line():
     """The page's CSV columns: those of `galaxy predict --prior P --accept-at A`, then
-    `unusual`; a flagged answer is never accepted, a failed file has empty cells."""
+    `unusual` and `box` (the region the answer is for, as `--box` takes it); a flagged answer
+    is never accepted, a failed file has empty cells."""
     from galaxy_core.cli import PREDICT_COLUMNS
 
     sure = Prediction("a.png", "spiral", 0.98, 0.02, ood_score=0.4)
     odd = Prediction("b.png", "spiral", 0.98, 0.02, ood_score=1.7)
     broken = Prediction("c.png", error="not an image")
     rows = [words.csv_row(p, 0.5, 0.9) for p in (sure, odd, broken)]
-    assert list(rows[0]) == [*PREDICT_COLUMNS, "accepted", "unusual"]
+    assert list(rows[0]) == [*PREDICT_COLUMNS, "accepted", "unusual", "box"]
     assert [(r["prior"], r["accepted"], r["unusual"]) for r in rows] == [
         ("0.5000", 1, 0), ("0.5000", 0, 1), ("", "", "")]
-    assert list(words.csv_row(sure, float("nan"), None)) == [*PREDICT_COLUMNS, "unusual"]
+    assert list(words.csv_row(sure, float("nan"), None)) == [*PREDICT_COLUMNS, "unusual", "box"]
+    boxed = Prediction("a.png", "spiral", 0.98, 0.02, ood_score=0.4, box="10,20,110,220")
+    assert words.csv_row(boxed, 0.5, None)["box"] == "10,20,110,220"
     assert words.csv_row(sure, float("nan"), None)["prior"] == ""
 
 
