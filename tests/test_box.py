@@ -1,0 +1,217 @@
+"""Pointing at the galaxy (issue 23, part 2): the box (``galaxy_core.data.box``), the finder's
+list of candidates, ``galaxy predict --box`` and a catalogue's box columns.
+
+Everything is synthetic: a wide picture with two galaxies far apart (an elliptical on the left,
+a spiral on the right) drawn with tests/conftest.py's ``draw_galaxy``, and a tiny untrained
+resnet18 (32 px) for the command line, whose answers mean nothing but are exactly repeatable,
+so "the box's answer" can be compared with "the crop's answer" to the last digit.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from galaxy_core.data.box import (
+    Box,
+    BoxError,
+    box_from_cells,
+    check_box,
+    crop_to_box,
+    cutout_box,
+    parse_box,
+    reasons_to_ask,
+    upright_size,
+)
+from galaxy_core.data.galaxy_finder import find_candidates, find_galaxy
+from tests.conftest import draw_galaxy
+
+WIDTH, HEIGHT = 480, 240
+LEFT, RIGHT = (110.0, 120.0), (360.0, 118.0)
+"""Centres of the two galaxies of :func:`two_galaxies`."""
+
+
+def two_galaxies() -> Image.Image:
+    """A 480x240 picture: an elliptical centred at LEFT and a spiral at RIGHT, each of scale
+    length 12 px, on one noisy sky; neither in the middle of the frame."""
+    left = draw_galaxy("elliptical", width=WIDTH, height=HEIGHT, centre=LEFT, radius=12, seed=1)
+    right = draw_galaxy("spiral", width=WIDTH, height=HEIGHT, centre=RIGHT, radius=12, seed=2,
+                        sky=(0, 0, 0), noise=0)
+    total = np.asarray(left).astype(int) + np.asarray(right).astype(int)
+    return Image.fromarray(np.clip(total, 0, 255).astype(np.uint8))
+
+
+# --- the finder lists both ----------------------------------------------------------------------
+def test_find_candidates_lists_both_galaxies_finders_choice_first():
+    """Both galaxies are candidates, each outlined around its own centre, and the first is
+    exactly find_galaxy's answer (the page's automatic choice stays what it was)."""
+    picture = two_galaxies()
+    found = find_candidates(picture)
+    assert len(found) == 2
+    assert found[0] == find_galaxy(picture)
+    centres = sorted((g.x, g.y) for g in found)
+    for (x, y), (cx, cy) in zip(centres, (LEFT, RIGHT)):
+        assert abs(x - cx) < 3 and abs(y - cy) < 3
+    assert reasons_to_ask(found) == ["2 bright sources", "the galaxy is off-centre"]
+
+
+def test_one_centred_galaxy_is_not_asked_about():
+    picture = draw_galaxy("elliptical", 128, seed=3)
+    found = find_candidates(picture)
+    assert len(found) == 1 and found[0] == find_galaxy(picture)
+    assert reasons_to_ask(found) == []
+    assert find_candidates(Image.new("RGB", (64, 64), (5, 5, 5))) == []
+
+
+def test_a_galaxy_cut_by_the_frame_is_asked_about():
+    picture = draw_galaxy("elliptical", width=200, height=200, centre=(10, 100), radius=15,
+                          seed=4)
+    assert "the galaxy touches the edge of the picture" in reasons_to_ask(find_candidates(picture))
+
+
+def test_cutout_box_frames_a_candidate_like_a_survey_cutout():
+    """Clicking a candidate picks a square around it where it covers the training fraction,
+    cut back to the picture, holding its whole outline and not the other galaxy's centre."""
+    picture = two_galaxies()
+    for galaxy in find_candidates(picture):
+        box = cutout_box(galaxy)
+        left, top, right, bottom = galaxy.box
+        assert box.x0 <= left and box.y0 <= top and box.x1 >= right and box.y1 >= bottom
+        assert box.x1 <= WIDTH and box.y1 <= HEIGHT and box.contains(galaxy.x, galaxy.y)
+        other = RIGHT if galaxy.x < WIDTH / 2 else LEFT
+        assert not box.contains(*other)
+
+
+# --- the box itself -----------------------------------------------------------------------------
+def test_parse_box_reads_four_numbers():
+    assert parse_box("10,20,110,220") == Box(10, 20, 110, 220)
+    assert parse_box(" 10 , 20.4, 110.6 ,220 ").text == "10,20,111,220"
+    assert box_from_cells(["", None, " ", ""]) is None
+    assert box_from_cells([1, 2.0, "30", 40]) == Box(1, 2, 30, 40)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("10,20,110", "give four numbers"),
+    ("10,20,110,220,5", "give four numbers"),
+    ("", "give four numbers"),
+    ("a,20,110,220", "'a' is not a number"),
+    ("10,20,nan,220", "not a finite number"),
+    ("-5,20,110,220", "-5 is negative"),
+    ("110,20,10,220", "is empty"),
+    ("10,20,10,220", "is empty"),
+    ("10,20,14,220", "too small"),
+])
+def test_parse_box_refuses_in_one_line(text, words):
+    with pytest.raises(BoxError) as caught:
+        parse_box(text)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_box_cells_partly_empty_are_refused():
+    with pytest.raises(BoxError, match="box_x1 empty"):
+        box_from_cells(["1", "2", "", "40"])
+
+
+def test_check_box_names_the_picture_size():
+    check_box(Box(0, 0, 480, 240), (480, 240))
+    with pytest.raises(BoxError, match="outside the 480x240 picture"):
+        check_box(Box(400, 0, 481, 240), (480, 240))
+    with pytest.raises(BoxError, match="outside"):
+        check_box(Box(500, 250, 600, 300), (480, 240))
+
+
+def test_crop_scales_full_size_coordinates_to_a_reduced_copy():
+    """A box given in the file's full-resolution pixels cuts the same region out of a copy the
+    loader averaged down (here by 4)."""
+    full = two_galaxies()
+    small = full.reduce(4)
+    box = Box(40, 60, 200, 180)
+    crop = crop_to_box(small, box, full.size)
+    assert crop.size == (40, 30)
+    assert np.array_equal(np.asarray(crop), np.asarray(small.crop((10, 15, 50, 45))))
+    with pytest.raises(BoxError, match="outside the 480x240"):
+        crop_to_box(small, Box(0, 0, 481, 100), full.size)
+
+
+def test_upright_size_follows_a_turned_picture():
+    assert upright_size((400, 300), (400, 300)) == (400, 300)
+    assert upright_size((400, 300), (300, 400)) == (300, 400)  # EXIF turned it
+    assert upright_size((8000, 6000), (2000, 1500)) == (8000, 6000)  # averaged down
+    assert upright_size((8000, 6000), (1500, 2000)) == (6000, 8000)  # both
+
+
+# --- the classification path -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny untrained resnet18 (32 px); a low temperature spreads its probabilities so that
+    two regions' answers differ in the 4th decimal."""
+    import torch
+
+    from galaxy_core.config import Config
+    from galaxy_core.model.build import build_model
+    from galaxy_core.model.store import save_model
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    torch.manual_seed(0)
+    save_model(folder, build_model("resnet18").eval(), Config(arch="resnet18", image_size=32),
+               {"temperature": 0.01, "logit_bias": [0.0, 0.0],
+                "training": {"class_counts": {"elliptical": 74, "spiral": 26}}})
+    return folder
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_box_is_classified_as_its_crop_would_be(model_dir):
+    """classify_sources with a box around one of two galaxies gives exactly the answer (and
+    the model input Grad-CAM explains) of that region saved as a file of its own; the other
+    galaxy's box gives another answer; a box outside the picture is that input's error."""
+    from galaxy_core.model.store import load_model
+    from galaxy_core.predict.classify import classify_sources
+
+    loaded = load_model(model_dir)
+    picture = two_galaxies()
+    boxes = [cutout_box(g) for g in sorted(find_candidates(picture), key=lambda g: g.x)]
+    crops = [png(picture.crop((b.x0, b.y0, b.x1, b.y1))) for b in boxes]
+    boxed = classify_sources(loaded, [("pair.png", png(picture))] * 3, keep_inputs=True,
+                             boxes=[*boxes, Box(0, 0, 481, 100)])
+    alone = classify_sources(loaded, [("crop.png", c) for c in crops], keep_inputs=True)
+    for pred, crop, box in zip(boxed, alone, boxes):
+        assert pred.ok and pred.box == box.text
+        assert (pred.label, pred.p_spiral, pred.ood_score, pred.survey_matched) == (
+            crop.label, crop.p_spiral, crop.ood_score, crop.survey_matched)
+        assert np.array_equal(pred.model_input, crop.model_input)
+    assert boxed[0].p_spiral != boxed[1].p_spiral, "the box decided what was classified"
+    assert "outside the 480x240 picture" in boxed[2].error and boxed[2].box == "0,0,481,100"
+
+
+# --- the dashboard's chooser: a click or a drag as the component reports it ----------------------
+def test_a_click_picks_a_galaxy_and_a_drag_draws_a_box():
+    """What streamlit-image-coordinates sends (press and release points in the pixels of the
+    picture as the browser drew it, and that width) becomes the chooser's option and box in the
+    file's full-resolution pixels, here for a picture shown at half size by the browser and a
+    page copy averaged down 2x from a 960x480 file."""
+    from dashboard.pointing import BOX, Pointing
+
+    picture = two_galaxies()  # the page's copy, standing for a 960x480 file
+    where = Pointing.of(picture, (960, 480))
+    assert where.shown(None).size == (480, 240)
+    right = max(range(1, 3), key=lambda n: where.candidates[n - 1].x)
+    drawn = 240  # the browser drew the 480 px picture 240 px wide
+    click = {"x1": RIGHT[0] / 2, "y1": RIGHT[1] / 2, "x2": RIGHT[0] / 2, "y2": RIGHT[1] / 2,
+             "width": drawn, "height": 120}
+    option, box = where.region_at(click)
+    assert option == str(right) and box == where.candidate_box(right)
+    assert box.contains(RIGHT[0] * 2, RIGHT[1] * 2) and box.x1 <= 960
+    drag = {"x1": 10, "y1": 10, "x2": 60, "y2": 70, "width": drawn, "height": 120}
+    assert where.region_at(drag) == (BOX, Box(40, 40, 241, 281))
+    sky = {"x1": 118, "y1": 5, "x2": 118, "y2": 5, "width": drawn, "height": 120}
+    assert where.region_at(sky) == ("", None)
+    assert where.region_at(None) == ("", None)
