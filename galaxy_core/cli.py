@@ -350,6 +350,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.device not in ("auto", "cpu") and args.backend != "torch":
         raise GalaxyError(f"--device {args.device} runs the torch backend; the ONNX backends "
                           "run on the CPU here: drop --backend or use --device cpu")
+    if args.ray_address and args.engine != "ray":
+        raise GalaxyError("--ray-address only goes with --engine ray")
+    if args.engine == "ray":  # first: an unreachable cluster is said before a model is loaded
+        from galaxy_core.predict import ray_engine
+
+        print(f"engine: {ray_engine.start(args.ray_address)}", file=sys.stderr)
     folder = args.model or locations.model_dir()
     say = (lambda text: print(text, file=sys.stderr))
     if args.backend == "torch":
@@ -383,16 +389,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              prior=args.prior, threshold=threshold, id_columns=id_columns)
     engine = None
     if args.engine == "ray":
-        from galaxy_core.predict import ray_engine
-
-        print(f"engine: {ray_engine.start(args.ray_address)}", file=sys.stderr)
-
         def engine(todo):
             return ray_engine.ray_batches(todo, Path(loaded.path), loaded.config,
                                           args.survey_match, args.batch_size, args.views,
                                           getattr(loaded, "backend", "torch"))
-    elif args.ray_address:
-        raise GalaxyError("--ray-address only goes with --engine ray")
     run = PredictionRun(loaded, options)
     for line in run.notes:
         print(line, file=sys.stderr)
@@ -693,8 +693,11 @@ MAX_MESSAGE = 500
 
 
 def _one_line(exc: BaseException) -> str:
-    """An error as one line of at most :data:`MAX_MESSAGE` characters, whatever it quotes."""
+    """An error as one line of at most :data:`MAX_MESSAGE` characters, whatever it quotes:
+    control characters it quotes (the NUL bytes of a UTF-16 file read as UTF-8) are shown as
+    escapes, never sent to the terminal."""
     text = " ".join(str(exc).split())
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
 
 
