@@ -347,6 +347,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GalaxyError("give image files or folders to classify, or --catalogue TABLE")
     if catalogue_options and not args.catalogue:
         raise GalaxyError(f"{', '.join(catalogue_options)} only go with --catalogue")
+    box = _box(args) if args.box is not None else None
     if args.device not in ("auto", "cpu") and args.backend != "torch":
         raise GalaxyError(f"--device {args.device} runs the torch backend; the ONNX backends "
                           "run on the CPU here: drop --backend or use --device cpu")
@@ -370,7 +371,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         jobs, total = catalogue.jobs(), catalogue.count()
         id_columns = catalogue.request.id_columns
     else:
-        jobs, total = path_jobs(args.paths, args.output), count_if_cheap(args.paths)
+        jobs, total = path_jobs(args.paths, args.output, box), count_if_cheap(args.paths)
         id_columns = ()
     first = next(jobs, None)
     if first is None:
@@ -433,6 +434,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "column)", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _box(args: argparse.Namespace) -> Any:
+    """``--box``: read, and checked against the one image file it goes with, so that a box
+    that does not fit is one line and exit 2 before the model is loaded."""
+    from galaxy_core.data.box import box_for_file, parse_box
+
+    if args.catalogue or len(args.paths) != 1 or Path(args.paths[0]).is_dir():
+        raise GalaxyError("--box goes with one image file")
+    return box_for_file(parse_box(args.box), Path(args.paths[0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,6 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "fraction (EM, with a bootstrap interval; needs >= 20 galaxies) and uses it: "
                    "rows are written at the training mix, then the output is read back and "
                    "rewritten once at the end. Column 'prior' records the fraction used")
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1",
+                   help="classify only this region of the one image file given: left, top, "
+                   "right, bottom in pixels of the picture as shown (x right, y down from the "
+                   "top-left corner, at full resolution), as if those pixels were the file; for "
+                   "a picture with several galaxies, or one off-centre or cut by the frame")
     p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
                    help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "
