@@ -9,6 +9,7 @@ so "the box's answer" can be compared with "the crop's answer" to the last digit
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from galaxy_core.cli import main
 from galaxy_core.data.box import (
     Box,
     BoxError,
@@ -190,6 +192,86 @@ def test_a_box_is_classified_as_its_crop_would_be(model_dir):
         assert np.array_equal(pred.model_input, crop.model_input)
     assert boxed[0].p_spiral != boxed[1].p_spiral, "the box decided what was classified"
     assert "outside the 480x240 picture" in boxed[2].error and boxed[2].box == "0,0,481,100"
+
+
+# --- galaxy predict --box -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> dict[str, Path]:
+    """The two-galaxy picture, each galaxy's cutout box (as the chooser frames a click), and
+    each cutout saved as a file of its own."""
+    folder = tmp_path_factory.mktemp("pictures")
+    picture = two_galaxies()
+    picture.save(folder / "pair.png")
+    found = sorted(find_candidates(picture), key=lambda g: g.x)
+    out: dict[str, object] = {"pair": folder / "pair.png"}
+    for side, galaxy in zip(("left", "right"), found):
+        box = cutout_box(galaxy)
+        picture.crop((box.x0, box.y0, box.x1, box.y1)).save(folder / f"{side}.png")
+        out[side], out[f"{side}_box"] = folder / f"{side}.png", box
+    return out
+
+
+def predict(model_dir: Path, *args: object) -> tuple[int, list[dict[str, str]], str]:
+    """``galaxy predict`` in process, one view, CSV to a file: (exit code, rows, stderr)."""
+    import contextlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.csv"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["predict", *map(str, args), "--model", str(model_dir), "--views", "1",
+                         "--workers", "0", "-o", str(out)])
+        rows = list(csv.DictReader(out.open())) if out.exists() else []
+    return code, rows, err.getvalue()
+
+
+ANSWER = ("label", "p_spiral", "p_elliptical", "ood_score", "survey_matched")
+
+
+def test_a_box_gives_the_answer_of_the_galaxy_it_holds(model_dir, pictures):
+    """--box around one of two galaxies answers exactly as that region saved as a file of its
+    own does, records the box, and the other galaxy's box gives another answer."""
+    answers = {}
+    for side in ("left", "right"):
+        box = pictures[f"{side}_box"]
+        code, rows, err = predict(model_dir, pictures["pair"], "--box", box.text)
+        assert code == 0, err
+        (boxed,) = rows
+        assert boxed["path"] == str(pictures["pair"])
+        code, rows, err = predict(model_dir, pictures[side])
+        (crop,) = rows
+        assert [boxed[c] for c in ANSWER] == [crop[c] for c in ANSWER]
+        answers[side] = boxed["p_spiral"]
+    assert answers["left"] != answers["right"], "the box decided what was classified"
+
+
+@pytest.mark.parametrize("box, words", [
+    ("0,0,481,240", "lies outside the 480x240 picture"),
+    ("500,250,600,300", "lies outside the 480x240 picture"),
+    ("=-5,0,100,100", "-5 is negative"),
+    ("100,0,100,100", "is empty"),
+    ("100,100,50,50", "is empty"),
+    ("a,0,100,100", "'a' is not a number"),
+    ("0,0,100", "give four numbers"),
+    ("0,0,100,100,3", "give four numbers"),
+])
+def test_a_bad_box_is_one_line_and_exit_2(model_dir, pictures, box, words, capsys):
+    args = ["predict", str(pictures["pair"]), "--model", str(model_dir)]
+    args += [f"--box{box}"] if box.startswith("=") else ["--box", box]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+
+
+def test_box_goes_with_one_image_file(model_dir, pictures, capsys):
+    two_files = ["predict", str(pictures["pair"]), str(pictures["left"])]
+    a_folder = ["predict", str(pictures["pair"].parent)]
+    a_catalogue = ["predict", "--catalogue", str(pictures["pair"]), "--path-column", "x"]
+    for args in (two_files, a_folder, a_catalogue):
+        assert main([*args, "--box", "0,0,100,100", "--model", str(model_dir)]) == 2
+        err = capsys.readouterr().err
+        assert "--box" in err and "one image file" in err and err.count("\n") == 1, err
 
 
 # --- the dashboard's chooser: a click or a drag as the component reports it ----------------------
