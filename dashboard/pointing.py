@@ -70,11 +70,6 @@ class Pointing:
         left, top, right, bottom = self.candidates[number - 1].box
         return self._to_full(Box(left, top, right, bottom))
 
-    def for_picture(self, box: Box) -> Box:
-        """A full-resolution box in the pixels of the copy the page holds (what it classifies)."""
-        return box if self.picture.size == self.full_size else box.scaled(self.full_size,
-                                                                          self.picture.size)
-
     def scale(self) -> float:
         """Shown pixels per full-resolution pixel."""
         return min(1.0, SHOWN_SIDE / max(self.picture.size)) * self.picture.width \
