@@ -16,6 +16,12 @@ usage error before anything is read.
 Image bytes are taken from a binary column, or from a struct column with a ``bytes`` field
 (the way Hugging Face ``datasets`` stores an ``Image`` feature: ``{bytes, path}``); a row's
 ``path`` cell is then its ``--path-column`` value, else the struct's ``path``, else ``row N``.
+
+Image bytes are bounded, because a compressed Parquet file can inflate: 24 KB of zstd held
+150 MB of bytes per row, and a batch of 256 such rows would have needed about 118 GB. A row's
+image over :data:`MAX_ROW_BYTES` gets an error row (its bytes are never copied out of the
+batch), and each row group is read in batches of as many rows as its footer says fit in
+:data:`MAX_BATCH_BYTES` (its bytes column's uncompressed size per row; one row at least).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 BATCH_ROWS = 256
 """Parquet rows converted to Python at a time (images as bytes are the large part)."""
 COUNT_BLOCK = 1 << 20
+MAX_ROW_BYTES = 64 * 2**20
+"""One row's image bytes at most (an SDSS cutout is tens of kB, a large FITS tens of MB)."""
+MAX_BATCH_BYTES = 256 * 2**20
+"""Image bytes decoded at once at most, as far as the file's footer tells."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,24 @@ class Catalogue:
                              newline="")
         return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
+    def _check_text(self) -> None:
+        """A CSV catalogue must be UTF-8 (or ASCII) text. A UTF-16 file (Excel's 'Unicode
+        text') read as UTF-8 has a NUL byte in every other place: its columns were never
+        found, and the error quoted them, NULs and all, to the terminal."""
+        path = self.request.path
+        try:
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rb") as handle:
+                start = handle.read(4096)
+        except (OSError, EOFError) as exc:
+            raise CatalogueError(f"catalogue {path.name} cannot be read ({exc})") from None
+        # a BOM, or a NUL in most odd or most even places (UTF-16 without a BOM); a stray NUL
+        # in a row stays that row's error
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")) or max(
+                start[1::2].count(0), start[::2].count(0)) > len(start) // 4 > 0:
+            raise CatalogueError(f"catalogue {path.name} is UTF-16 text, not a UTF-8 CSV; save "
+                                 "it as CSV UTF-8 (or give a Parquet file)")
+
     def _parquet(self) -> Any:
         from galaxy_core.predict.writers import _pyarrow
 
@@ -129,6 +157,7 @@ class Catalogue:
     def _read_header(self) -> list[str]:
         if self.request.is_parquet:
             return list(self._parquet().schema_arrow.names)
+        self._check_text()
         try:
             with self._open_text() as handle:
                 return next(csv.reader(handle), [])
@@ -179,19 +208,41 @@ class Catalogue:
 
     def _parquet_rows(self) -> Iterator[tuple[dict[str, Any], str]]:
         request = self.request
-        wanted = [c for c in (*request.id_columns, request.path_column, request.bytes_column)
-                  if c]
-        wanted = list(dict.fromkeys(wanted))
+        texts = list(dict.fromkeys(c for c in (*request.id_columns, request.path_column) if c))
+        wanted = list(dict.fromkeys([*texts, *([request.bytes_column]
+                                              if request.bytes_column else [])]))
+        parquet = self._parquet()
         try:
-            for batch in self._parquet().iter_batches(batch_size=BATCH_ROWS, columns=wanted):
-                values = {c: batch.column(c).to_pylist() for c in wanted}
-                for i in range(batch.num_rows):
-                    yield {c: values[c][i] for c in wanted}, ""
+            for group in range(parquet.metadata.num_row_groups):
+                rows = self._batch_rows(parquet.metadata.row_group(group))
+                for batch in parquet.iter_batches(batch_size=rows, row_groups=[group],
+                                                  columns=wanted):
+                    values = {c: batch.column(c).to_pylist() for c in texts}
+                    images = (_BoundedBytes(batch.column(request.bytes_column))
+                              if request.bytes_column else None)
+                    for i in range(batch.num_rows):
+                        row = {c: values[c][i] for c in texts}
+                        problem = ""
+                        if images is not None:
+                            row[request.bytes_column], problem = images.row(i)
+                        yield row, problem
         except CatalogueError:
             raise
         except Exception as exc:
             raise CatalogueError(f"catalogue {request.path.name} cannot be read "
                                  f"({' '.join(str(exc).split())[:200]})") from None
+
+    def _batch_rows(self, group: Any) -> int:
+        """Rows per batch in a row group: :data:`BATCH_ROWS`, fewer when the footer says its
+        image bytes would come to more than :data:`MAX_BATCH_BYTES`."""
+        column = self.request.bytes_column
+        if not column or group.num_rows <= 0:
+            return BATCH_ROWS
+        size = sum(group.column(j).total_uncompressed_size for j in range(group.num_columns)
+                   if group.column(j).path_in_schema == column
+                   or group.column(j).path_in_schema.startswith(column + "."))
+        per_row = max(1, -(-size // group.num_rows))
+        return max(1, min(BATCH_ROWS, MAX_BATCH_BYTES // per_row))
 
     # --- one row ------------------------------------------------------------------------------
     def _job(self, number: int, values: dict[str, Any], problem: str) -> Job:
@@ -200,6 +251,10 @@ class Catalogue:
         path_value = values.get(request.path_column) if request.path_column else None
         path_text = "" if path_value is None else str(path_value)
         if problem:
+            if request.bytes_column and not path_text:
+                held = values.get(request.bytes_column)
+                path_text = str(held.get("path") or "") if isinstance(held, dict) else ""
+                path_text = path_text or f"row {number}"
             return Job(None, ids, problem=f"catalogue row {number}: {problem}", shown=path_text)
         if request.bytes_column:
             return self._bytes_job(number, values.get(request.bytes_column), ids, path_text)
@@ -219,6 +274,43 @@ class Catalogue:
             return Job(None, ids, shown=name,
                        problem=f"catalogue row {number}: no image bytes in column {column!r}")
         return Job((name, bytes(value)), ids)
+
+
+class _BoundedBytes:
+    """A batch's image bytes column (binary, or a struct with ``bytes`` and maybe ``path``),
+    taken out row by row: a row over :data:`MAX_ROW_BYTES` is a problem, and its bytes are
+    never copied into Python."""
+
+    def __init__(self, column: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.paths: Any = None
+        if pa.types.is_struct(column.type):
+            # flatten() keeps a null struct's rows null in every field; field() would not
+            fields = dict(zip((column.type.field(i).name
+                               for i in range(column.type.num_fields)), column.flatten()))
+            self.paths = fields.get("path")
+            column = fields["bytes"]
+        try:
+            sizes = pc.binary_length(column)
+        except pa.ArrowNotImplementedError:  # a binary kind the kernel lacks: as large_binary
+            column = column.cast(pa.large_binary())
+            sizes = pc.binary_length(column)
+        self.data = column
+        self.sizes = sizes.to_pylist()
+
+    def row(self, i: int) -> tuple[Any, str]:
+        """Row ``i``'s value as :meth:`Catalogue._bytes_job` takes it, and a problem ('' when
+        none)."""
+        path = self.paths[i].as_py() if self.paths is not None else None
+        size = self.sizes[i]
+        if size is not None and size > MAX_ROW_BYTES:
+            return ({"path": path, "bytes": None} if self.paths is not None else None,
+                    f"{size / 2**20:.0f} MiB of image bytes, over the bound of "
+                    f"{MAX_ROW_BYTES // 2**20} MiB a row")
+        value = self.data[i].as_py()
+        return ({"path": path, "bytes": value} if self.paths is not None else value), ""
 
 
 __all__ = ["Catalogue", "CatalogueRequest", "parse_columns"]
