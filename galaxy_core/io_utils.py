@@ -68,7 +68,13 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """``path``'s JSON. Every failure to parse is a :class:`ValueError`: JSON nested thousands
+    deep makes the parser raise :class:`RecursionError`, which no caller expects and which
+    reached the user as a traceback (a crafted ``.run.json``)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

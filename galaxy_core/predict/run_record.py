@@ -8,8 +8,14 @@ they start. So every run with ``--output`` records its options (``out.csv.run.js
 CSV file; ``.galaxy-run.json`` inside a Parquet folder, where readers pass over dot-names) and
 ``--resume`` refuses an output recorded with other ones, naming what differs. ``--prior`` is not
 recorded: resuming with another prior moves the earlier rows too
-(:mod:`galaxy_core.predict.prior_pass`), so the table stays of one kind. An output from before
-records existed (no record) is resumed as it is and then recorded.
+(:mod:`galaxy_core.predict.prior_pass`), so the table stays of one kind.
+
+An output that holds rows but no record cannot be checked, so it is not resumed: taking its rows
+as made with this run's options let ``--views 1`` continue a table of ``--views 8`` rows and
+then recorded the whole table as ``--views 1``. Every released version writes the record
+(0.1.0 did), so only a deleted record or a pre-release output meets this. A record is a few
+hundred bytes: one over :data:`MAX_RECORD_BYTES`, or JSON nested deep enough to stop the
+parser, is damaged.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ RECORD_SUFFIX = ".run.json"
 FOLDER_RECORD = ".galaxy-run.json"
 """Inside a Parquet output folder."""
 FORMAT = 1
+MAX_RECORD_BYTES = 64 * 1024
+"""A record is a few hundred bytes; a bigger one is not ours and is never read whole."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +82,31 @@ def read_record(output: str | Path) -> RunRecord | None:
     if not path.is_file():
         return None
     try:
-        data = read_json(path)
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise ValueError("too large")
+        data = read_json(path)  # deep nesting is a ValueError there, not a RecursionError
         fields = {k: data[k] for k in ("weights_sha256", "backend", "views", "survey_match")}
         return RunRecord(**fields, model=str(data.get("model", "")))
     except (OSError, ValueError, KeyError, TypeError):
         raise GalaxyError(f"{path} is damaged, so what made the rows of {output} cannot be "
-                          "told; choose another --output (or delete it to resume without the "
-                          "check)") from None
+                          "told; choose another --output") from None
 
 
 def write_record(output: str | Path, record: RunRecord) -> None:
     write_json(record_path(output), {"format": FORMAT, **asdict(record)})
 
 
-def check_resume(output: str | Path, record: RunRecord) -> bool:
-    """Refuse to resume ``output`` with options other than its rows were made with. Returns
-    whether it had a record (False: made before records existed)."""
+def check_resume(output: str | Path, record: RunRecord, has_rows: bool = True) -> bool:
+    """Refuse to resume ``output`` with options other than its rows were made with, or, when
+    it ``has_rows``, without a record to tell. Returns whether it had a record (False: an
+    output with no rows yet, e.g. a run stopped before its first batch)."""
     found = read_record(output)
     if found is None:
+        if has_rows:
+            raise GalaxyError(f"{output} has rows but no run record ({record_path(output).name}),"
+                              " so the model, --backend, --views and --survey-match they were "
+                              "made with cannot be checked against this run's; choose another "
+                              "--output")
         return False
     changes = found.differences(record)
     if changes:

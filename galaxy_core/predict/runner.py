@@ -15,6 +15,7 @@ rows, as in a run that was never stopped; nothing is held in memory per row.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -143,10 +144,13 @@ class PredictionRun:
         kind), then record this run's options beside the output."""
         record = record_of(self.loaded, views_for(self.loaded, self.options.views),
                            self.options.survey)
-        if resuming and not check_resume(output, record):
-            self.notes.append(f"{output} has no run record (made by an older version): its "
-                              "rows are taken as made with this run's options")
+        if resuming:
+            check_resume(output, record, has_rows=self._has_rows())
         write_record(output, record)
+
+    def _has_rows(self) -> bool:
+        """Whether the output holds a row yet (reads one cell of the first)."""
+        return next(iter(self.output.rows(["path"])), None) is not None
 
     # --- the steps ----------------------------------------------------------------------------
     def skip_done(self, jobs: Iterable[Job]) -> Iterator[Job]:
@@ -164,14 +168,20 @@ class PredictionRun:
                 raise OutputError(f"{self.output.name} has more rows than there are inputs (row "
                                   f"{number} is {', '.join(found)}): the inputs changed since "
                                   "it was written; choose another --output")
-            if found != job.key():
+            if not same_key(found, job.key()):
                 raise OutputError(f"row {number} of {self.output.name} is for "
                                   f"{', '.join(found)} but input {number} is now "
                                   f"{', '.join(job.key())}: the inputs changed since it was "
                                   "written (resume with the same inputs in the same order), or "
                                   "choose another --output")
             self.tally.resumed += 1
-            self.tally.count_row(row)
+            try:
+                self.tally.count_row(row)
+            except ValueError:  # float('abc'): the message would name neither file nor row
+                raise OutputError(f"row {number} of {self.output.name} has an ood_score that "
+                                  f"is not a number ({row['ood_score'][:40]!r}): it was changed "
+                                  "since galaxy predict wrote it; choose another --output") \
+                    from None
             self._settle = self._settle or (not row["error"] and row["prior"] != target)
         return it
 
@@ -199,10 +209,27 @@ class PredictionRun:
                         self.tally.count(pred)
                     if progress:
                         progress(len(batch))
+        except MemoryError:
+            raise self._out_of_memory("") from None
+        except RuntimeError as exc:  # torch: "DefaultCPUAllocator: can't allocate memory"
+            if "alloc" not in str(exc).lower():
+                raise
+            raise self._out_of_memory(str(exc)) from None
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops the workers, also on Ctrl-C
+
+    def _out_of_memory(self, said: str) -> GalaxyError:
+        """An allocation that failed while classifying, as one line saying what to do (the
+        allocator's own message is a traceback's last line, naming nothing of the run)."""
+        opts = self.options
+        where = (f"the rows before this batch are in {opts.output}: continue with --resume and"
+                 if opts.output is not None else "try again with")
+        detail = f" ({' '.join(said.split())[:120]})" if said else ""
+        return GalaxyError(f"out of memory while classifying{detail}; {where} a smaller "
+                           f"--batch-size (now {opts.batch_size}) or fewer --workers (now "
+                           f"{opts.workers})")
 
     def _local(self, jobs: Iterable[Job]) -> Iterator[list[tuple[Job, Prediction]]]:
         opts = self.options
@@ -223,6 +250,9 @@ class PredictionRun:
             try:
                 self.tally.prior = settle_prior(self.output, self.train, self.options.prior,
                                                 self.options.threshold)
+            except ValueError as exc:  # a cell that is not a number, in a row read back
+                raise OutputError(f"{self.output.name} holds a row changed since galaxy "
+                                  f"predict wrote it ({exc}); choose another --output") from None
             except GalaxyError as exc:
                 if self._temp is None:
                     raise GalaxyError(f"{exc} (the rows in {self.output.name} are for the "
@@ -249,6 +279,20 @@ class PredictionRun:
         if self.options.threshold is not None:
             row["accepted"] = int(pred.accepted(self.options.threshold)) if pred.ok else ""
         return {column: cell(value) for column, value in row.items()}
+
+
+def same_key(found: tuple[str, ...], key: tuple[str, ...]) -> bool:
+    """Whether a written row's id and ``path`` cells (``found``) are those of the job whose
+    ``key`` is given. The ids must be equal; the paths may differ in form only: the same folder
+    given once as ``imgs`` and once as ``/home/me/imgs`` (or ``./imgs``) names the same files,
+    so its resume is not refused. Both are made absolute against the working folder, as the
+    reads themselves are; links are not followed (a link to another folder names other
+    files)."""
+    if found == key:
+        return True
+    if len(found) != len(key) or found[:-1] != key[:-1]:
+        return False
+    return os.path.abspath(found[-1]) == os.path.abspath(key[-1])
 
 
 def _stdout() -> IO[str]:

@@ -142,6 +142,20 @@ def _csv_rows(handle: IO[str], columns: Sequence[str] | None = None) -> Iterator
         yield {c: live_cell(row.get(c) or "") for c in names}
 
 
+def _named(name: str, rows: Iterator[Row]) -> Iterator[Row]:
+    """``rows`` read back from the output ``name``, where bytes that are not UTF-8 or a CSV
+    that does not parse are one error naming the file and the row (the decoder's own message
+    names neither)."""
+    number = 0
+    try:
+        for number, row in enumerate(rows, start=1):
+            yield row
+    except (UnicodeDecodeError, csv.Error) as exc:
+        why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"is not CSV ({exc})"
+        raise OutputError(f"{name} {why} (row {number + 1}): it was changed since galaxy "
+                          "predict wrote it; choose another --output") from None
+
+
 def cut_torn_tail(path: Path) -> int:
     """Cut ``path`` back to the end of its last complete line (one ending in a newline): what a
     kill in the middle of a write leaves after it is half a row. Returns the bytes removed."""
@@ -197,13 +211,18 @@ class CsvOutput:
         raise OutputError(f"{self.name} does not start with a galaxy predict header")
 
     def _write(self, text: str) -> None:
-        self._handle.write(text)
-        self._handle.flush()
+        try:
+            self._handle.write(text)
+            self._handle.flush()
+        except OSError as exc:  # a full disk says "[Errno 28] No space left on device" alone
+            raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}; the rows "
+                              "before this batch are kept: make room and run the same command "
+                              "with --resume") from None
 
     def rows(self, columns: Sequence[str]) -> Iterator[Row]:
         self._handle.flush()
         with open(self.path, encoding="utf-8", newline="") as handle:
-            yield from _csv_rows(handle, columns)
+            yield from _named(self.name, _csv_rows(handle, columns))
 
     def append(self, rows: Sequence[Row]) -> None:
         if rows:
@@ -222,7 +241,7 @@ class CsvOutput:
             text.write(_csv_header(self.columns))
             with open(self.path, encoding="utf-8", newline="") as handle:
                 chunk: list[Row] = []
-                for row in _csv_rows(handle, self.columns):
+                for row in _named(self.name, _csv_rows(handle, self.columns)):
                     chunk.append(row)
                     if len(chunk) >= REWRITE_ROWS:
                         text.write(_csv_line(self.columns, change(chunk)))
@@ -245,8 +264,11 @@ class StdoutOutput:
 
     def append(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.stream.write(_csv_line(self.columns, rows))
-            self.stream.flush()
+            try:
+                self.stream.write(_csv_line(self.columns, rows))
+                self.stream.flush()
+            except OSError as exc:
+                raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         self.stream.flush()
@@ -293,6 +315,37 @@ def _to_cell(column: str, value: object) -> str:
     return str(value)
 
 
+def _part_schema(pq: Any, part: Path) -> Any:
+    """A part's schema, read from its footer; a part that is not Parquet is one error naming
+    it (pyarrow's own message names no file)."""
+    try:
+        return pq.read_schema(part)
+    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid, OSError, ...)
+        raise OutputError(_unreadable_part(part, exc)) from None
+
+
+def _unreadable_part(part: Path, exc: BaseException) -> str:
+    return (f"{part} cannot be read as a part of this output ({' '.join(str(exc).split())[:160]}"
+            "): move it out of the folder, or choose another --output")
+
+
+def _read_part(pq: Any, part: Path, columns: Sequence[str] | None = None,
+               expected: Sequence[str] | None = None) -> Iterator[Any]:
+    """The record batches of one part, with only ``columns``; a damaged part, or one whose
+    columns are not ``expected`` (a stray part of another table in the folder, which ended in
+    a KeyError), is one error naming it. Checked here, as each part is opened anyway, not
+    all at once on open: an output of 10^8 rows has 20,000 parts."""
+    try:
+        handle = pq.ParquetFile(part)
+        if expected is not None:
+            _check_columns(str(part), handle.schema_arrow.names, expected)
+        yield from handle.iter_batches(columns=None if columns is None else list(columns))
+    except OutputError:
+        raise
+    except Exception as exc:
+        raise OutputError(_unreadable_part(part, exc)) from None
+
+
 def part_files(folder: Path) -> list[Path]:
     """The part files of a Parquet output folder, in the order they were written."""
     parts = []
@@ -317,8 +370,9 @@ class ParquetOutput:
         try:
             _lock(self._lock_handle, self.name)
             parts = part_files(path)
-            if parts:
-                _check_columns(self.name, self.pq.read_schema(parts[0]).names, self.columns)
+            if parts:  # the others are checked as they are read (_read_part)
+                _check_columns(str(parts[0]), _part_schema(self.pq, parts[0]).names,
+                               self.columns)
         except BaseException:
             self._lock_handle.close()
             raise
@@ -333,7 +387,7 @@ class ParquetOutput:
     def rows(self, columns: Sequence[str]) -> Iterator[Row]:
         self.flush()
         for part in part_files(self.path):
-            for batch in self.pq.ParquetFile(part).iter_batches(columns=list(columns)):
+            for batch in _read_part(self.pq, part, columns, self.columns):
                 values = {c: batch.column(c).to_pylist() for c in columns}
                 for i in range(batch.num_rows):
                     yield {c: _to_cell(c, values[c][i]) for c in columns}
@@ -374,10 +428,10 @@ class ParquetOutput:
             self._write_part(part, change(list(self.rows_of(part))))
 
     def rows_of(self, part: Path) -> Iterator[Row]:
-        table = self.pq.read_table(part)
-        values = {c: table.column(c).to_pylist() for c in self.columns}
-        for i in range(table.num_rows):
-            yield {c: _to_cell(c, values[c][i]) for c in self.columns}
+        for batch in _read_part(self.pq, part, self.columns, self.columns):
+            values = {c: batch.column(c).to_pylist() for c in self.columns}
+            for i in range(batch.num_rows):
+                yield {c: _to_cell(c, values[c][i]) for c in self.columns}
 
 
 def read_rows(path: str | Path) -> Iterator[Row]:
@@ -387,10 +441,10 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     if is_parquet(path):
         _, pq = _pyarrow()
         for part in part_files(path):
-            table = pq.read_table(part)
-            values = {c: table.column(c).to_pylist() for c in table.column_names}
-            for i in range(table.num_rows):
-                yield {c: _to_cell(c, v[i]) for c, v in values.items()}
+            for batch in _read_part(pq, part):
+                values = {c: batch.column(c).to_pylist() for c in batch.schema.names}
+                for i in range(batch.num_rows):
+                    yield {c: _to_cell(c, v[i]) for c, v in values.items()}
     else:
         with open(path, encoding="utf-8", newline="") as handle:
             yield from _csv_rows(handle)
