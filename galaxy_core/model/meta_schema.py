@@ -133,8 +133,40 @@ def check_meta(meta: Any, path: Path) -> None:
     _in_range(path, "temperature", meta.get("temperature", 1.0), *TEMPERATURE_RANGE)
     _vector(path, "logit_bias", meta.get("logit_bias", [0.0] * len(classes)), len(classes),
             -MAX_ABS_BIAS, MAX_ABS_BIAS)
+    _check_copies(path, meta, config)
     if "onnx" in meta:
         check_onnx_record(meta["onnx"], path)
+
+
+COPIES = {"input_size": ("image_size", Config.image_size),
+          "crop_fraction": ("crop_fraction", Config.crop_fraction),
+          "mean": ("mean", list(Config.mean)), "std": ("std", list(Config.std)),
+          "arch": ("arch", Config.arch)}
+"""model.json's top-level keys that copy a ``config`` setting, for readers without this
+package: the manual's onnxruntime snippet reads ``input_size``, ``mean`` and ``std`` there,
+while this package reads ``config``."""
+
+
+def _check_copies(path: Path, meta: dict[str, Any], config: dict[str, Any]) -> None:
+    """Each top-level copy (:data:`COPIES`), when present, must equal its ``config`` setting:
+    an edited ``input_size`` would make the snippet feed 224 px pictures to a 96 px model
+    while this package used 96, two answers from one folder with nothing to say which."""
+    for key, (field, default) in COPIES.items():
+        if key not in meta:
+            continue  # older files wrote no copies
+        copy, setting = meta[key], config.get(field, default)
+        if not _same(copy, setting):
+            raise _fail(path, key, f"must equal config.{field} ({_short(setting)}), which "
+                        "this package uses; the two copies disagree", copy)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, numbers compared as numbers (1 == 1.0, not True)."""
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if _number(a) and _number(b):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return type(a) is type(b) and a == b
 
 
 def _sha256(path: Path, field: str, value: Any) -> None:
