@@ -1,4 +1,6 @@
-"""Server memory while three visitors upload a 150 MB FITS file at once (issue 13, item 17).
+"""Server memory while visitors upload big pictures at once: three 150 MB FITS files (issue 13,
+item 17), or four small files that decode big (issue 25, items 7 and 9): a ~300 KB 50-megapixel
+float TIFF, a ~95 KB 49-megapixel 16-bit PNG.
 
 Starts the dashboard the way ``make run`` does (``streamlit run app.py``, headless, no file
 watcher, on a free port of 127.0.0.1), writes a SYNTHETIC FITS image (6000x6000 float32, about
@@ -12,8 +14,15 @@ small image, then closed: the model cache is part of a normal idle server), the 
 three uploads, the memory about 10 s after the pages are closed, and the targets with pass/fail:
 peak under 2.5 GB, and back within 300 MB of the baseline after the close.
 
-Usage:  .venv/bin/python benchmarks/bench_upload_memory.py [--sessions 3] [--side 6000]
-                                                         [--settle 10] [--keep]
+Cases (``--case``): ``fits`` (the default: 3 sessions, a 6000 px float32 FITS of ~144 MB),
+``float-tiff`` (4 sessions, a 7072 px float32 TIFF, deflate, ~300 KB: 50 megapixels) and
+``deep-png`` (4 sessions, a 7000 px 16-bit PNG, ~95 KB: 49 megapixels); the small ones are
+mostly empty sky round a bright blob, which is why they compress so far. The target is the same
+for all: peak under 2.5 GB. ``--write-only`` writes the case's file, prints its size and exits
+(no server, no browser): a quick check of the generators, e.g. with ``--side 512``.
+
+Usage:  .venv/bin/python benchmarks/bench_upload_memory.py [--case fits|float-tiff|deep-png]
+            [--sessions N] [--side PX] [--settle 10] [--keep] [--write-only]
 Uses the shipped model (or GALAXY_MODEL_DIR) and needs /usr/bin/chromium.
 """
 
@@ -71,6 +80,45 @@ def write_synthetic_fits(path: Path, side: int, seed: int = 0) -> Path:
         written = handle.tell()
         handle.write(b"\0" * (-written % 2880))  # FITS files come in 2880-byte blocks
     return path
+
+
+def _sparse_blob(side: int, peak: float, dtype: str):
+    """SYNTHETIC: a side x side array of zeros with one exponential blob (radius about 100 px)
+    in the middle; zeros are most of it, so it compresses a thousand times over."""
+    import numpy as np
+
+    values = np.zeros((side, side), dtype)
+    half = min(100, side // 2)
+    ys, xs = np.mgrid[-half:half, -half:half].astype(np.float32)
+    blob = peak * np.exp(-np.sqrt(xs * xs + (ys / 0.7) ** 2) / (half / 4))
+    c = side // 2
+    values[c - half:c + half, c - half:c + half] = blob.astype(dtype)
+    return values
+
+
+def write_float_tiff(path: Path, side: int) -> Path:
+    """SYNTHETIC: a float32 TIFF, deflate-compressed (7072 px: 50 megapixels in ~300 KB)."""
+    from PIL import Image
+
+    Image.fromarray(_sparse_blob(side, 1.0, "float32"), "F").save(
+        path, compression="tiff_adobe_deflate")
+    return path
+
+
+def write_deep_png(path: Path, side: int) -> Path:
+    """SYNTHETIC: a 16-bit greyscale PNG (7000 px: 49 megapixels in ~95 KB)."""
+    from PIL import Image
+
+    Image.fromarray(_sparse_blob(side, 60000.0, "uint16")).save(path, optimize=True)
+    return path
+
+
+CASES = {
+    # name: (writer, file name, default side, default sessions)
+    "fits": (write_synthetic_fits, "synthetic_galaxy.fits", 6000, 3),
+    "float-tiff": (write_float_tiff, "synthetic_float.tif", 7072, 4),
+    "deep-png": (write_deep_png, "synthetic_deep.png", 7000, 4),
+}
 
 
 def write_small_png(path: Path) -> Path:
@@ -227,18 +275,32 @@ def gb(n: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=3)
-    parser.add_argument("--side", type=int, default=6000, help="FITS image side in pixels")
+    parser.add_argument("--case", choices=list(CASES), default="fits",
+                        help="which file every session uploads (see the module docstring)")
+    parser.add_argument("--sessions", type=int, help="concurrent uploads (default: 3 for "
+                        "fits, 4 for the small files that decode big)")
+    parser.add_argument("--side", type=int, help="image side in pixels (default: the case's)")
+    parser.add_argument("--write-only", action="store_true",
+                        help="write the case's file, print its size and exit")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds to wait after closing pages before measuring")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--trace", type=Path, help="write every RSS sample (t, bytes) as CSV")
     args = parser.parse_args()
+    writer, name, side, sessions = CASES[args.case]
+    args.side = args.side or side
+    args.sessions = args.sessions or sessions
+    if args.write_only:
+        with tempfile.TemporaryDirectory(prefix="bench_upload_") as folder:
+            written = writer(Path(folder) / name, args.side)
+            print(f"{args.case}: {name}, {args.side}x{args.side} "
+                  f"({args.side ** 2 / 1e6:.1f} megapixels), {written.stat().st_size / 1e3:.0f} KB")
+        return 0
     if not Path(CHROMIUM).is_file():
         sys.exit(f"{CHROMIUM} not found (apt-get install chromium)")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_upload_"))
-    fits_path = write_synthetic_fits(tmp / "synthetic_galaxy.fits", args.side)
+    fits_path = writer(tmp / name, args.side)
     small = write_small_png(tmp / "small_spiral.png")
     # one copy per session, so the browser really sends each file (same name, same content)
     files = []
@@ -248,8 +310,8 @@ def main() -> int:
         target = folder / fits_path.name
         os.link(fits_path, target)
         files.append(target)
-    print(f"synthetic FITS: {fits_path.stat().st_size / 1e6:.0f} MB "
-          f"({args.side}x{args.side} float32), {args.sessions} concurrent sessions")
+    print(f"synthetic {args.case}: {fits_path.stat().st_size / 1e6:.1f} MB "
+          f"({args.side}x{args.side}), {args.sessions} concurrent sessions")
 
     port = free_port()
     log = tmp / "streamlit.log"
