@@ -18,6 +18,10 @@ database, a text file) is refused in one sentence and left byte-identical.
 Who may see a class: the **join code** (six characters, read aloud) lets students in; the
 **teacher key** (long and random, in the teacher's link) opens the class's results, export,
 closing and deletion. Knowing the join code gives no way to the teacher key.
+
+How much it holds is bounded (``galaxy_core.classroom.limits``): open and stored classes,
+galaxies per class, students per class. A nickname that looks like one already in the class
+(``names.skeleton``: "Аda" with a Cyrillic А beside "Ada") is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from galaxy_core.classroom.codes import new_code, normalise_code
+from galaxy_core.classroom.limits import (MAX_OPEN_CLASSES, MAX_STORED_CLASSES, MAX_STUDENTS,
+                                          MAX_TARGET)
+from galaxy_core.classroom.names import skeleton
 from galaxy_core.errors import GalaxyError
 
 SCHEMA_VERSION = 2
@@ -43,7 +50,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 ANSWERS = ("spiral", "elliptical", "cant_tell")
 MAX_NICKNAME = 24
 MAX_CLASS_NAME = 80
-MAX_TARGET = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS classes (
@@ -259,8 +265,11 @@ class ClassroomStore:
         name = clean_class_name(name)
         if not galaxies:
             raise ClassroomError("A class needs at least one galaxy.")
+        if len(galaxies) > MAX_TARGET:
+            raise ClassroomError(f"A class has at most {MAX_TARGET} galaxies.")
         target = max(1, min(int(target), len(galaxies), MAX_TARGET))
         with self._write() as db:
+            self._check_room(db)
             for _ in range(50):
                 code = new_code()
                 if not db.execute("SELECT 1 FROM classes WHERE code = ?", (code,)).fetchone():
@@ -275,6 +284,24 @@ class ClassroomStore:
                 [(class_id, i, g.objid, g.image, g.label, g.leaf, g.model_label,
                   float(g.p_spiral), g.cam) for i, g in enumerate(galaxies)])
         return self.find_class(code)
+
+    @staticmethod
+    def _check_room(db: sqlite3.Connection) -> None:
+        """Refuse a new class past the limits (inside the writing transaction, so two teachers
+        at once cannot both take the last place)."""
+        stored, open_now = db.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(closed) FROM classes").fetchone()
+        if open_now >= MAX_OPEN_CLASSES:
+            raise ClassroomError(f"This server already has {MAX_OPEN_CLASSES} open classes: "
+                                 "close one on the Teacher page first.")
+        if stored >= MAX_STORED_CLASSES:
+            raise ClassroomError(f"This server already keeps {MAX_STORED_CLASSES} classes: "
+                                 "delete old ones on the Teacher page first.")
+
+    def check_room(self) -> None:
+        """Say, before a class is drawn (a minute of CPU), whether one more would be refused."""
+        with self._connect() as db:
+            self._check_room(db)
 
     def list_classes(self) -> list[ClassInfo]:
         with self._connect() as db:
@@ -324,26 +351,53 @@ class ClassroomStore:
         return ClassInfo(**dict(row))
 
     def join(self, code: str, nickname: str, session: str) -> Student:
-        """Join a class, or come back to it: a nickname already taken is the same student only
-        from the same browser session; anyone else must choose another."""
+        """Join a class, or come back to it: a nickname already taken (or one that looks the
+        same, :func:`names.skeleton`) is the same student only from the same browser session,
+        or once after the teacher let that student back in (:meth:`let_back_in`); anyone else
+        must choose another."""
         info = self.find_class(code)
         name = clean_nickname(nickname)
-        key = name.casefold()
+        key = skeleton(name)
+        if not session:
+            raise ClassroomError("This page lost who you are: reload it and join again.")
         with self._write() as db:
-            row = db.execute("SELECT * FROM students WHERE class_id = ? AND nickname_key = ?",
-                             (info.id, key)).fetchone()
+            rows = db.execute("SELECT id, nickname, session FROM students WHERE class_id = ?",
+                              (info.id,)).fetchall()
+            # older rows hold a case-folded key: compare every nickname's skeleton here
+            row = next((r for r in rows if skeleton(r["nickname"]) == key), None)
             if row is not None:
-                if row["session"] != session:
-                    raise ClassroomError(f"Someone in this class is already called {name}. "
-                                         "Choose another nickname.")
+                if row["session"] == "":  # the teacher let this student back in
+                    db.execute("UPDATE students SET session = ? WHERE id = ?",
+                               (session, row["id"]))
+                elif row["session"] != session:
+                    raise ClassroomError(
+                        f"Someone in this class is already called {row['nickname']}. Choose "
+                        "another nickname (if that is you after a reload, ask your teacher to "
+                        "let you back in).")
                 return Student(row["id"], info.id, row["nickname"])
             if not info.is_open:
                 raise ClassroomError("This class is closed: it takes no more answers. Ask "
                                      "your teacher.")
-            cursor = db.execute("INSERT INTO students (class_id, nickname, nickname_key, "
-                                "session, joined) VALUES (?, ?, ?, ?, ?)",
-                                (info.id, name, key, session, time.time()))
+            if len(rows) >= MAX_STUDENTS:
+                raise ClassroomError(f"This class is full ({MAX_STUDENTS} students). Ask your "
+                                     "teacher.")
+            try:
+                cursor = db.execute("INSERT INTO students (class_id, nickname, nickname_key, "
+                                    "session, joined) VALUES (?, ?, ?, ?, ?)",
+                                    (info.id, name, key, session, time.time()))
+            except sqlite3.IntegrityError as exc:  # an older row holding this very key
+                raise ClassroomError(f"Someone in this class is already called {name}. "
+                                     "Choose another nickname.") from exc
             return Student(cursor.lastrowid, info.id, name)
+
+    def let_back_in(self, class_id: int, nickname: str) -> bool:
+        """The teacher's answer to "I reloaded my page": the student ``nickname`` is no longer
+        tied to the browser session it joined from, and the next browser that joins with that
+        nickname becomes that student, answers kept. True when there was such a student."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE students SET session = '' WHERE class_id = ? AND "
+                                "nickname = ?", (class_id, str(nickname)))
+            return cursor.rowcount > 0
 
     def student_for_session(self, class_id: int, session: str) -> Student | None:
         """The student this browser session joined ``class_id`` as (a reload resumes), if any."""
