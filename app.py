@@ -7,7 +7,7 @@ GALAXY_PREPARED (see ``galaxy_core/locations.py``).
 
 import streamlit as st
 
-from dashboard import memory, models, paths
+from dashboard import access, memory, models, paths
 from dashboard.ui import app_pages, guard, inside_app
 from galaxy_core.locations import default_data_root
 
@@ -19,10 +19,11 @@ with st.sidebar:
     st.markdown("### :material/flare: Spiral or elliptical?")
 with guard("Model selector"):
     models.sidebar_selector()
-with st.sidebar:
-    data_ok = paths.gz1_images().is_dir()
-    st.caption(f"Data: {paths.show(default_data_root())}"
-               + ("" if data_ok else " (not found; set GALAXY_DATA)"))
+if access.is_local():  # a visitor on another computer has no use for the server's folders
+    with st.sidebar:
+        data_ok = paths.gz1_images().is_dir()
+        st.caption(f"Data: {paths.show(default_data_root())}"
+                   + ("" if data_ok else " (not found; set GALAXY_DATA)"))
 
 try:
     with guard(), inside_app():

@@ -3,16 +3,17 @@ pictures come from, the session's student token, the join and teacher links, and
 about a galaxy. The pages (``pages/teacher.py``, ``pages/classroom.py``, ``pages/learn.py``)
 only draw; everything a class stores lives in ``galaxy_core.classroom``.
 
-Who is who, with no accounts:
+Who is who, with no accounts (``dashboard.access`` decides, for every page):
 
-- a **student** is a nickname in one class, tied to a random token of this browser tab. The
-  token rides in the page address (``?code=B7KQ2M&student=...``) as well as in the session, so
-  a reload of the tab (a new Streamlit session) resumes the same student where they were;
-  another browser typing the same nickname is asked for another one;
-- a **teacher** is whoever holds a class's teacher link (``/teacher?class=<teacher key>``): it
-  opens the class's results, export, closing and deletion. The Teacher page lists the classes
-  opened in this browser tab, and every class when it is opened on the computer running the
-  dashboard.
+- a **student** is a nickname in one class, tied to a random token of this browser tab, kept
+  only in the tab's session (never in the page address, which a classmate could copy and
+  become that student). After a reload the student joins again with the same nickname, which
+  the teacher lets back in (the Teacher page's "Let a student back in");
+- a **teacher** is the computer running the dashboard, or whoever opened a class's teacher
+  link (``/teacher?class=<teacher key>``) in this tab: the key is taken out of the address at
+  once and kept in the session. It opens the class's results, export, closing and deletion.
+  The Teacher page lists the classes opened in this browser tab, and every class on the
+  computer running the dashboard.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
+from dashboard import access
 from galaxy_core.classroom.results import volunteers_words
 from galaxy_core.classroom.store import ClassroomError, ClassroomStore, Galaxy
 from galaxy_core.data.prepared import SUMMARY, PreparedData, open_prepared
@@ -48,6 +50,8 @@ STUDENT_PARAM = "student"
 TEACHER_PARAM = "class"
 TOKEN_KEY = "classroom_token"  # this tab's student token
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+ELSEWHERE_STORE_ERROR = ("The classroom is not available on this server right now: the "
+                         "computer running the dashboard shows why on its Teacher page.")
 
 SET_WORDS = {
     "balanced": "Balanced: half spirals, half ellipticals",
@@ -66,13 +70,18 @@ def _store(path: str) -> ClassroomStore:
 
 
 def store() -> ClassroomStore:
-    """The classroom database of this dashboard (``GALAXY_CLASSROOM_DB``), opened once."""
+    """The classroom database of this dashboard (``GALAXY_CLASSROOM_DB``), opened once. Why it
+    cannot be opened names the file only on the computer running the dashboard."""
     path = classroom_db()
     try:
         return _store(str(path))
-    except ClassroomError:
-        raise
+    except ClassroomError as exc:
+        if access.is_local():
+            raise
+        raise ClassroomError(ELSEWHERE_STORE_ERROR) from exc
     except Exception as exc:  # an unwritable folder, a file that is not SQLite
+        if not access.is_local():
+            raise ClassroomError(ELSEWHERE_STORE_ERROR) from exc
         raise ClassroomError(f"The classroom database {path} cannot be opened "
                              f"({type(exc).__name__}: {exc}).") from exc
 
@@ -106,7 +115,7 @@ def picture_file(data: PreparedData, name: str, objid: str = "") -> bytes:
         return _file_bytes(str(path), path.stat().st_mtime)
     except OSError as exc:
         raise DataNotFoundError(f"the picture of galaxy {objid or name} is missing from "
-                                f"{data.image_dir}") from exc
+                                f"{access.shown_path(data.image_dir, 'the server')}") from exc
 
 
 def galaxy_picture(data: PreparedData, galaxy: Galaxy) -> bytes:
@@ -115,22 +124,20 @@ def galaxy_picture(data: PreparedData, galaxy: Galaxy) -> bytes:
 
 # --- who is at the screen ----------------------------------------------------------------------
 def session_token() -> str:
-    """This browser tab's student token: from the page address after a reload, else new."""
+    """This browser tab's student token: random, made once per session, never read from the
+    page address (an old link's ``student=`` is ignored: it would make whoever opens a copied
+    link that student)."""
     token = st.session_state.get(TOKEN_KEY)
-    if not token:
-        given = st.query_params.get(STUDENT_PARAM, "")
-        token = given if _TOKEN.fullmatch(given or "") else secrets.token_urlsafe(16)
+    if not token or not _TOKEN.fullmatch(str(token)):
+        token = secrets.token_urlsafe(16)
         st.session_state[TOKEN_KEY] = token
     return token
 
 
 def is_local() -> bool:
-    """Whether this page is open on the computer running the dashboard (a loopback
-    connection): the teacher there sees every class."""
-    try:
-        return st.context.ip_address is None
-    except Exception:  # no browser connection at all
-        return True
+    """Whether this page is open on the computer running the dashboard (see
+    ``dashboard.access.is_local``, which decides it for every page)."""
+    return access.is_local()
 
 
 # --- links -------------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ folder (its layout is ``galaxy_core.train.run_folder``): the status and per-epoc
 the training loop, the process's output, and the launch record written here (pid and command,
 before the loop starts).
 
-Any visitor of the dashboard may use the Train page, so starting is limited per server:
-``GALAXY_ALLOW_TRAINING=0`` switches starting, resuming and stopping runs off (the page only
-shows them), and at most ``GALAXY_MAX_TRAINING_RUNS`` (default 1) runs may be alive at once,
-counted from the run folders (a run started with the CLI counts too).
+Who may start, resume and stop runs is ``dashboard.access.may_train`` (the computer running the
+dashboard and teachers, by default; ``GALAXY_ALLOW_TRAINING=all`` every visitor), asked by the
+Train page before it draws those buttons. Here, for every caller, starting is limited per
+server: ``GALAXY_ALLOW_TRAINING=0`` switches starting, resuming and stopping runs off for
+everyone (the page only shows them), and at most ``GALAXY_MAX_TRAINING_RUNS`` (default 1) runs
+may be alive at once, counted from the run folders (a run started with the CLI counts too).
 """
 
 from __future__ import annotations
