@@ -27,6 +27,7 @@ st.title("Classroom")
 store = cls.store()
 token = cls.session_token()
 code_param = str(st.query_params.get(cls.CODE_PARAM, ""))[:40]
+st.query_params.pop(cls.STUDENT_PARAM, None)  # an old link's student token is never used
 
 
 def leave() -> None:
@@ -34,13 +35,13 @@ def leave() -> None:
     for key in (STUDENT_KEY, REVEAL_KEY):
         st.session_state.pop(key, None)
     st.session_state[cls.TOKEN_KEY] = secrets.token_urlsafe(16)
-    st.query_params.pop(cls.STUDENT_PARAM, None)
 
 
 def settle(student: Student, info: ClassInfo) -> None:
+    """This tab answers as ``student``; the address keeps only the class code (shareable), never
+    who the student is."""
     st.session_state[STUDENT_KEY] = student
     st.query_params[cls.CODE_PARAM] = info.code
-    st.query_params[cls.STUDENT_PARAM] = token
 
 
 def join_form(problem: str = "") -> None:

@@ -1,7 +1,11 @@
 """Teacher: make a class (a name, a galaxy set, how many galaxies each student classifies), give
 the students its join code or link, and watch the answers arrive: who has joined and how far they
 are, the class's votes per galaxy beside the volunteers' and the network's answers, the galaxies
-the class disagreed on most, and a CSV of every answer. Close the class, or delete it."""
+the class disagreed on most, and a CSV of every answer. Close the class, or delete it.
+
+Only a teacher gets here (``dashboard.access``): the computer running the dashboard, or a tab
+that opened a class's teacher link, whose secret leaves the address at once. "Present to the
+class" shows only what the projector may show: the join code, the join link and its QR code."""
 
 import secrets
 import time
@@ -9,14 +13,15 @@ import time
 import pandas as pd
 import streamlit as st
 
+from dashboard import access, models, paths
 from dashboard import classroom as cls
-from dashboard import models, paths
 from dashboard.ui import one_line, require_app
+from galaxy_core.classroom.limits import MAX_CLASSES_PER_VISITOR, MAX_TARGET
 from galaxy_core.classroom.maps import with_cams
 from galaxy_core.classroom.results import (ANSWER_WORDS, class_answer, class_score,
                                            export_csv, most_disputed, volunteers_words)
 from galaxy_core.classroom.sets import SETS, as_galaxies, choose, test_galaxies, with_images
-from galaxy_core.classroom.store import (MAX_CLASS_NAME, MAX_TARGET, ClassInfo, ClassroomError,
+from galaxy_core.classroom.store import (MAX_CLASS_NAME, ClassInfo, ClassroomError,
                                          clean_class_name)
 from galaxy_core.errors import GalaxyError
 from galaxy_core.locations import prepared_dir
@@ -24,10 +29,10 @@ from galaxy_core.locations import prepared_dir
 REFRESH_SECONDS = 3
 NEW = "new"
 # Session keys (comments, not bare strings: Streamlit's magic would draw those).
-KEYS_KEY = "teacher_keys"  # teacher keys of the classes opened in this tab
 SELECT_KEY = "teacher_class"  # the class shown (its id) or NEW
-CONFIRM_KEY = "teacher_confirm_delete"  # id of the class whose deletion awaits a yes
+CONFIRM_KEY = "teacher_confirm"  # ("close" or "delete", class id) awaiting a yes
 PENDING_KEY = "teacher_show_next"  # a class just made: shown from the next run on
+PRESENT_KEY = "teacher_present"  # the projector view: code, join link and QR only
 
 require_app()
 st.title("Teacher")
@@ -35,18 +40,19 @@ st.caption("Make a class, give your students its code, and watch their answers a
            "Each student classifies the same galaxies in the same order, then sees what the "
            "Galaxy Zoo volunteers and the network said.")
 store = cls.store()
-keys: list[str] = st.session_state.setdefault(KEYS_KEY, [])
+keys: list[str] = access.teacher_keys()
 
 link_key = str(st.query_params.get(cls.TEACHER_PARAM, ""))
-if link_key and link_key not in keys:
-    try:
-        linked = store.class_for_teacher(link_key)
-    except ClassroomError as exc:
-        st.error(cls.one_sentence(exc))
-        st.query_params.pop(cls.TEACHER_PARAM, None)
-    else:
-        keys.append(link_key)
-        st.session_state[SELECT_KEY] = linked.id
+if link_key:
+    st.query_params.pop(cls.TEACHER_PARAM, None)  # the secret never stays in the address bar
+    if link_key not in keys:
+        try:
+            linked = store.class_for_teacher(link_key)
+        except ClassroomError as exc:
+            st.error(cls.one_sentence(exc))
+        else:
+            access.remember_teacher_key(link_key)
+            st.session_state[SELECT_KEY] = linked.id
 
 classes: dict[int, ClassInfo] = {}
 for key in list(keys):
@@ -56,9 +62,17 @@ for key in list(keys):
         keys.remove(key)  # deleted meanwhile
         continue
     classes[info.id] = info
-if cls.is_local():
+local = access.is_local()
+if local:
     for info in store.list_classes():
         classes.setdefault(info.id, info)
+if not access.is_teacher():
+    st.info("This page belongs to the teacher: open your class's teacher link in this browser, "
+            "or use the computer running the dashboard. Students join on the Classroom page.",
+            icon=":material/lock:")
+    st.page_link(cls.STUDENT_PAGE, label="Join a class on the Classroom page",
+                 icon=":material/groups:")
+    st.stop()
 ordered = sorted(classes.values(), key=lambda c: -c.created)
 
 
@@ -78,14 +92,15 @@ selected = st.selectbox("Class", options, format_func=class_label, key=SELECT_KE
                         help="The classes made in this browser tab or opened with their "
                              "teacher link (on the computer running the dashboard: all of "
                              "them).")
-if selected == NEW:
-    st.query_params.pop(cls.TEACHER_PARAM, None)
-else:
-    st.query_params[cls.TEACHER_PARAM] = classes[selected].teacher_key
 
 
 # --- making a class ---------------------------------------------------------------------------
 def prepare_hint() -> None:
+    if not local:
+        st.warning("The prepared galaxy data is missing on the server, so there are no galaxy "
+                   "pictures for a class. Prepare it on the computer running the dashboard "
+                   "(its Data page has a button), then try again.", icon=":material/dataset:")
+        return
     st.warning(f"The prepared galaxy data is missing ({paths.show(prepared_dir())}), so "
                "there are no galaxy pictures for a class. Prepare it once with this command "
                "in the project folder (or with the button on the Data page), then try again.",
@@ -114,15 +129,30 @@ def create(name: str, kind: str, target: int) -> None:
         return
     if table.empty:
         st.error("None of this model's test galaxies has its picture in the prepared data; "
-                 "prepare the data again with the command below.")
-        st.code(paths.prepare_command(), language="bash")
+                 "prepare the data again" + (" with the command below." if local else "."))
+        if local:
+            st.code(paths.prepare_command(), language="bash")
         return
-    chosen = as_galaxies(choose(table, kind, int(target), seed=secrets.randbelow(2**31)))
+    try:
+        store.check_room()  # before a minute of Grad-CAM, not after
+    except ClassroomError as exc:
+        st.error(cls.one_sentence(exc))
+        return
+    chosen = as_galaxies(choose(table, kind, min(int(target), MAX_TARGET),
+                                seed=secrets.randbelow(2**31)))
     loaded = models.load(choice)
     if loaded is None:
         return
+    visitor = access.visitor()
+    if not local and not access.class_quota().take(visitor):
+        st.error(f"A computer other than the dashboard's makes at most "
+                 f"{MAX_CLASSES_PER_VISITOR} classes an hour; make more on the computer "
+                 "running the dashboard.")
+        return
     slot = cls.creation_slot()
     if not slot.acquire(blocking=False):
+        if not local:
+            access.class_quota().give_back(visitor)
         st.warning("Another class is being made on this server right now; try again in a "
                    "moment.", icon=":material/hourglass_top:")
         return
@@ -133,11 +163,14 @@ def create(name: str, kind: str, target: int) -> None:
                              progress=lambda i, n: bar.progress(
                                  i / n, text=f"Grad-CAM maps: {i} of {n}"))
         info = store.create_class(name, kind, int(target), str(choice.path), galaxies)
+    except BaseException:
+        if not local:
+            access.class_quota().give_back(visitor)
+        raise
     finally:
         slot.release()
-    keys.append(info.teacher_key)
+    access.remember_teacher_key(info.teacher_key)
     st.session_state[PENDING_KEY] = info.id  # the selector is drawn already in this run
-    st.query_params[cls.TEACHER_PARAM] = info.teacher_key
     st.rerun()
 
 
@@ -168,7 +201,8 @@ def big_code(code: str) -> None:
                 f"line-height:1.1'>{code}</div>", unsafe_allow_html=True)
 
 
-def links(info: ClassInfo) -> None:
+def links(info: ClassInfo, qr_width: int = 180) -> None:
+    """What students need to join, and nothing else: this is what the projector shows."""
     left, right = st.columns([1, 2], gap="large")
     with left:
         st.caption("Join code")
@@ -180,14 +214,38 @@ def links(info: ClassInfo) -> None:
         if join:
             st.caption("Join link for students (the code is filled in), or let them scan it")
             st.code(join, language=None)
-            st.image(cls.join_qr(join), width=180, caption="Scan to join")
+            st.image(cls.join_qr(join), width=qr_width, caption="Scan to join")
         if note:
             st.warning(note)
-        teach = cls.teacher_link(info.teacher_key)
-        if teach:
-            st.caption("Your teacher link: bookmark it to reopen these results from any "
-                       "browser. Keep it to yourself.")
-            st.code(teach, language=None)
+
+
+def teacher_link(info: ClassInfo) -> None:
+    """The class's secret link, folded away: it opens the results, the answers and deletion,
+    so it must not be on the projector (a photo of the screen would carry it away)."""
+    teach = cls.teacher_link(info.teacher_key)
+    if not teach:
+        return
+    with st.expander("Your teacher link (private: never project it)", icon=":material/key:"):
+        st.caption("Bookmark it to reopen these results from another browser. Whoever has it "
+                   "can close or delete the class and download every answer.")
+        st.code(teach, language=None)
+
+
+def let_back_in(class_id: int, nickname: str) -> None:
+    if store.let_back_in(class_id, nickname):
+        st.toast(f"{nickname} can join again with the same nickname.", icon=":material/login:")
+
+
+def back_in_form(class_id: int, students: list[dict]) -> None:
+    """A student who reloaded the page joins again with the same nickname, which is refused
+    until the teacher says it is them (the page address no longer carries who they are)."""
+    with st.expander("A student reloaded the page? Let them back in", icon=":material/login:"):
+        nickname = st.selectbox("Student", [s["nickname"] for s in students],
+                                key=f"back_in_{class_id}")
+        st.button("Let back in", key=f"back_in_go_{class_id}", on_click=let_back_in,
+                  args=(class_id, nickname),
+                  help="Their next join with this nickname, from any browser, continues "
+                       "where they were. Press it only when they are ready to type it.")
 
 
 def progress_table(students: list[dict], target: int) -> None:
@@ -262,6 +320,8 @@ def results(class_id: int) -> None:
              help="The network on the very same galaxies, counted once per student answer.")
     st.subheader("Students")
     progress_table(students, info.target)
+    if students and info.is_open:
+        back_in_form(class_id, students)
     st.subheader("Where the class disagreed most")
     disputed(votes, galaxies)
     st.subheader("Votes per galaxy")
@@ -281,6 +341,7 @@ still_results = st.fragment(results)
 
 def close(class_id: int) -> None:
     store.close_class(class_id)
+    st.session_state.pop(CONFIRM_KEY, None)
 
 
 def delete(class_id: int, teacher_key: str) -> None:
@@ -289,31 +350,51 @@ def delete(class_id: int, teacher_key: str) -> None:
         keys.remove(teacher_key)
     st.session_state.pop(CONFIRM_KEY, None)
     st.session_state[SELECT_KEY] = NEW
-    st.query_params.pop(cls.TEACHER_PARAM, None)
+
+
+def confirm(what: str, info: ClassInfo) -> None:
+    """The second step of closing or deleting: say what it does, then Yes or Cancel."""
+    counts = store.students(info.id)
+    answers = sum(s["answered"] for s in counts)
+    people = (f"{len(counts)} student{'s' * (len(counts) != 1)} and {answers} "
+              f"answer{'s' * (answers != 1)}")
+    if what == "delete":
+        st.warning(f"Delete **{cls.plain(info.name)}** ({info.code}) for good, with its "
+                   f"{people}? Download the CSV first if you want to keep them.",
+                   icon=":material/warning:")
+        action, label, args = delete, "Yes, delete it", (info.id, info.teacher_key)
+    else:
+        st.warning(f"Close **{cls.plain(info.name)}** ({info.code})? It takes no more answers "
+                   f"and cannot be opened again; its {people} are kept.",
+                   icon=":material/lock:")
+        action, label, args = close, "Yes, close it", (info.id,)
+    yes, no, _ = st.columns([1, 1, 3])
+    yes.button(label, type="primary", on_click=action, args=args, key=f"{what}_yes_{info.id}")
+    no.button("Cancel", on_click=st.session_state.pop, args=(CONFIRM_KEY, None),
+              key=f"{what}_no_{info.id}")
 
 
 def actions(info: ClassInfo) -> None:
     st.divider()
-    if st.session_state.get(CONFIRM_KEY) == info.id:
-        counts = store.students(info.id)
-        answers = sum(s["answered"] for s in counts)
-        st.warning(f"Delete **{cls.plain(info.name)}** ({info.code}) for good, with its "
-                   f"{len(counts)} student{'s' * (len(counts) != 1)} and {answers} "
-                   f"answer{'s' * (answers != 1)}? "
-                   "Download the CSV first if you want to keep them.", icon=":material/warning:")
-        yes, no, _ = st.columns([1, 1, 3])
-        yes.button("Yes, delete it", type="primary", on_click=delete,
-                   args=(info.id, info.teacher_key), key=f"delete_yes_{info.id}")
-        no.button("Cancel", on_click=st.session_state.pop, args=(CONFIRM_KEY, None),
-                  key=f"delete_no_{info.id}")
+    pending = st.session_state.get(CONFIRM_KEY)
+    if pending in (("close", info.id), ("delete", info.id)):
+        confirm(pending[0], info)
         return
     left, right, _ = st.columns([1, 1, 3])
     if info.is_open:
-        left.button("Close the class", icon=":material/lock:", on_click=close, args=(info.id,),
-                    key=f"close_{info.id}",
-                    help="No more answers; students see their results.")
+        left.button("Close the class…", icon=":material/lock:", key=f"close_{info.id}",
+                    help="No more answers; students see their results. Asks first.",
+                    on_click=st.session_state.__setitem__, args=(CONFIRM_KEY, ("close", info.id)))
     right.button("Delete the class…", icon=":material/delete:", key=f"delete_{info.id}",
-                 on_click=st.session_state.__setitem__, args=(CONFIRM_KEY, info.id))
+                 help="Removes the class, its students and their answers. Asks first.",
+                 on_click=st.session_state.__setitem__, args=(CONFIRM_KEY, ("delete", info.id)))
+
+
+def present(info: ClassInfo) -> None:
+    """The projector's view: the class's name, the join code, link and QR code. No teacher
+    link, no nicknames, no buttons."""
+    st.subheader(cls.plain(info.name))
+    links(info, qr_width=320)
 
 
 if selected == NEW:
@@ -323,12 +404,18 @@ else:
     if current is None:
         st.info("This class has been deleted.")
         st.stop()
+    if st.toggle("Present to the class", key=PRESENT_KEY,
+                 help="Only the join code, the join link and its QR code, for the projector. "
+                      "Switch it off to see the results."):
+        present(current)
+        st.stop()
     state = "open" if current.is_open else "closed: it takes no more answers"
     st.subheader(cls.plain(current.name))
     st.caption(f"{cls.SET_WORDS.get(current.galaxy_set, current.galaxy_set)} · "
                f"{current.target} galaxies per student · {state} · model "
-               f"{paths.show(current.model)}")
+               f"{access.shown_path(current.model, 'on the server')}")
     links(current)
+    teacher_link(current)
     if cls.prepared() is None:
         prepare_hint()
     (live_results if current.is_open else still_results)(current.id)

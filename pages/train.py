@@ -1,4 +1,8 @@
-"""Train: start a training run in the background, watch it live, stop or resume it."""
+"""Train: start a training run in the background, watch it live, stop or resume it.
+
+Starting, stopping and resuming belong to the computer running the dashboard and to teachers
+(``dashboard.access.may_train``; ``GALAXY_ALLOW_TRAINING`` widens or closes that): a student
+on another computer sees the runs, not the buttons."""
 
 from dashboard.ui import require_app
 
@@ -10,7 +14,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import paths, training
+from dashboard import access, paths, training
 from dashboard.charts import training_curves_figure
 from dashboard.ui import guard, one_line
 from galaxy_core import locations
@@ -38,7 +42,8 @@ st.caption("Training runs as a separate process: reload the page, close the tab,
 # --- start a run ------------------------------------------------------------------------------
 def start_form(busy: str) -> None:
     """The new-run form; ``busy`` (a run is going and the server allows no more) disables it."""
-    data_path = st.selectbox("Prepared dataset", paths.prepared_folders(), format_func=paths.show,
+    data_path = st.selectbox("Prepared dataset", paths.prepared_folders(),
+                             format_func=paths.show if local else lambda p: p.name,
                              help="A folder written by `galaxy prepare` (see the Data page).")
     try:
         prepared = open_prepared(data_path)
@@ -87,17 +92,25 @@ def start_form(busy: str) -> None:
             st.rerun()
 
 
-allowed = training.training_allowed()
+local = access.is_local()
+allowed = access.may_train() and training.training_allowed()
 if allowed:
     busy_now = training.busy_message()
     if busy_now:
         st.warning(busy_now[0].upper() + busy_now[1:] + ".", icon=":material/hourglass_top:")
     with st.expander("Start a new run", expanded=not training.list_runs()):
         start_form(busy_now)
-else:
+elif access.training_mode() == "off":
     st.info(f"{training.busy_message()} This page only shows the runs in "
-            f"{paths.show(locations.runs_dir())}: start them with `galaxy train` on the server, "
-            "and pick finished ones in the sidebar's model selector.", icon=":material/block:")
+            f"{access.shown_path(locations.runs_dir(), 'the runs folder')}: start them with "
+            "`galaxy train` on the server, and pick finished ones in the sidebar's model "
+            "selector.", icon=":material/block:")
+else:
+    st.info("Starting, stopping and resuming training runs belong to the computer running "
+            "the dashboard (and to a teacher who opened a class's teacher link in this "
+            "browser): here you can watch the runs, and pick finished ones in the sidebar's "
+            f"model selector. To let every visitor train, start the dashboard with "
+            f"{access.TRAINING_ENV}=all.", icon=":material/lock:")
 
 
 # --- watch runs --------------------------------------------------------------------------------
@@ -183,8 +196,9 @@ def watch(name: str) -> None:
             st.info("Fix the cause (e.g. make room on the disk). " + training.stopped_note(rows))
         elif info.can_resume:
             st.info("Stopped. " + training.stopped_note(rows))
-        with st.expander(f"Process output ({PROCESS_LOG_FILE})"):
-            st.code(training.log_tail(info.path) or "(nothing yet)", language=None)
+        if local:  # the output names the server's folders
+            with st.expander(f"Process output ({PROCESS_LOG_FILE})"):
+                st.code(training.log_tail(info.path) or "(nothing yet)", language=None)
 
 
 def overview() -> None:
@@ -207,7 +221,8 @@ def overview() -> None:
 runs = training.list_runs()
 st.subheader("Runs")
 if not runs:
-    st.info(f"No runs yet in {paths.show(locations.runs_dir())}. Start one above.")
+    st.info(f"No runs yet in {access.shown_path(locations.runs_dir(), 'the runs folder')}."
+            + (" Start one above." if allowed else ""))
     st.stop()
 any_alive = any(r.alive for r in runs)
 st.fragment(run_every=2.0 if any_alive else None)(overview)()
