@@ -26,11 +26,14 @@ def env(assets, tmp_path, monkeypatch, navigation_only):  # noqa: F811
     return {**values, "db": tmp_path / "classroom.sqlite3"}
 
 
-def page(path: str, **params: str):
-    """A fresh browser session opened on ``path`` with these query parameters."""
+def page(path: str, token: str | None = None, **params: str):
+    """A fresh browser session opened on ``path`` with these query parameters (and, with
+    ``token``, the session of a tab holding that student token)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if token is not None:
+        at.session_state["classroom_token"] = token
     at.run()
     at.switch_page(path)
     at.query_params.update(params)
@@ -100,7 +103,8 @@ def test_teacher_creates_a_class_with_stored_maps(env, lesson):
     assert info.name == "Year 9" and info.galaxy_set == "balanced" and info.is_open
     assert len(galaxies) == info.target == 6  # all the test galaxies the tiny split has
     assert all(g.cam and g.cam.startswith(b"\x89PNG") for g in galaxies)
-    assert at.query_params["class"] == info.teacher_key  # a reload keeps the class open
+    assert "class" not in at.query_params  # the secret stays out of the address bar
+    assert at.selectbox(key="teacher_class").value == info.id
     assert info.code in "\n".join(m.value for m in at.markdown)
     assert {"Students", "Answers", "Class vs volunteers", "Network vs volunteers"} <= {
         m.label for m in at.metric}
@@ -141,6 +145,7 @@ def test_teacher_sees_answers_live_and_can_close_and_delete(env, lesson):
                teacher.get("download_button"))
 
     teacher.button(key=f"close_{info.id}").click().run()
+    teacher.button(key=f"close_yes_{info.id}").click().run()  # closing asks first too
     clean(teacher)
     assert not store.find_class(info.code).is_open
     teacher.button(key=f"delete_{info.id}").click().run()
@@ -154,17 +159,18 @@ def test_teacher_sees_answers_live_and_can_close_and_delete(env, lesson):
 def test_teacher_page_elsewhere_shows_only_classes_opened_by_link(env, lesson, monkeypatch):
     """Students can open the Teacher page too: away from the dashboard's own computer it lists
     only the classes made in that tab or opened with their teacher link."""
-    from dashboard import classroom
+    from dashboard import access
 
     info = lesson["info"]
-    monkeypatch.setattr(classroom, "is_local", lambda: False)
+    monkeypatch.setattr(access, "client_ip", lambda: "192.0.2.7")
     stranger = page(TEACHER)
     assert not stranger.exception
-    assert stranger.selectbox(key="teacher_class").options == ["New class…"]
+    assert "teacher_class" not in [s.key for s in stranger.selectbox]  # not a teacher at all
     wrong = page(TEACHER, **{"class": "not-a-key-at-all-0000"})
     assert [e.value for e in wrong.error] == [
         "That teacher link does not open any class on this server; the class may have been "
         "deleted."]
+    assert "class" not in wrong.query_params
     linked = page(TEACHER, **{"class": info.teacher_key})
     clean(linked)
     assert linked.selectbox(key="teacher_class").value == info.id
@@ -178,7 +184,7 @@ def test_student_joins_answers_and_sees_the_reveal(env, lesson):
     assert [t for t in at.text_input if t.label == "Class code"][0].value == info.code
     join(at, "  Ada  ")
     clean(at)
-    assert at.query_params["code"] == info.code and at.query_params["student"]
+    assert dict(at.query_params) == {"code": info.code}  # who the student is stays out of it
     assert "you are **Ada**" in texts(at)
     assert len(at.image) == 1, "one galaxy, before any answer: no hint of the answer"
     assert "volunteers said" not in texts(at)
@@ -205,7 +211,7 @@ def test_same_galaxy_answered_twice_counts_once(env, lesson):
     store, info = lesson["store"], lesson["info"]
     first = page(STUDENT, code=info.code)
     join(first, "Ada")
-    again = page(STUDENT, code=info.code, student=first.query_params["student"])
+    again = page(STUDENT, code=info.code, token=first.session_state["classroom_token"])
     assert answer_button(again, "spiral").key == answer_button(first, "spiral").key
     answer_button(first, "spiral").click().run()
     answer_button(again, "elliptical").click().run()
@@ -218,7 +224,9 @@ def test_same_galaxy_answered_twice_counts_once(env, lesson):
 
 
 def test_reload_resumes_where_the_student_was(env, lesson):
-    info = lesson["info"]
+    """A reload is a new session, and the address no longer says who the student is: the
+    student joins again with the same nickname once the teacher lets them back in."""
+    store, info = lesson["store"], lesson["info"]
     at = page(STUDENT, code=info.code)
     join(at, "Ada")
     for position in range(2):
@@ -226,6 +234,10 @@ def test_reload_resumes_where_the_student_was(env, lesson):
         at.button(key=f"next_{info.id}_{position}").click().run()
     params = dict(at.query_params)
     reloaded = page(STUDENT, **params)  # a new session: only the address survives a reload
+    clean(reloaded)
+    assert "you are **Ada**" not in texts(reloaded)
+    store.let_back_in(info.id, "Ada")
+    join(reloaded, "Ada")
     clean(reloaded)
     assert "you are **Ada**" in texts(reloaded)
     assert "2 of 6 galaxies done" in shown(reloaded)
@@ -278,14 +290,16 @@ def test_taken_nickname_resumes_only_the_same_session(env, lesson):
     other = page(STUDENT, code=info.code)
     join(other, "ADA")
     assert [e.value for e in other.error] == [
-        "Someone in this class is already called ADA. Choose another nickname."]
+        "Someone in this class is already called Ada. Choose another nickname (if that is you "
+        "after a reload, ask your teacher to let you back in)."]
     join(other, "Cy")
     clean(other)
     assert "you are **Cy**" in texts(other)
     ada.button(key="classroom_leave").click().run()  # "Not you?": a new identity for the tab
     join(ada, "Ada")
     assert [e.value for e in ada.error] == [
-        "Someone in this class is already called Ada. Choose another nickname."]
+        "Someone in this class is already called Ada. Choose another nickname (if that is you "
+        "after a reload, ask your teacher to let you back in)."]
     join(ada, "Bea")
     clean(ada)
     assert "you are **Bea**" in texts(ada)
@@ -297,8 +311,8 @@ def test_same_tab_typing_its_own_nickname_again_resumes(env, lesson):
     at = page(STUDENT, code=info.code)
     join(at, "Ada")
     answer_button(at, "spiral").click().run()
-    token = at.query_params["student"]
-    again = page(STUDENT, student=token)  # no code in the address: the form again
+    token = at.session_state["classroom_token"]
+    again = page(STUDENT, token=token)  # the same tab, no code in the address: the form again
     join(again, "ada", code=info.code.lower())
     clean(again)
     assert "Welcome back, Ada" in texts(again)
@@ -318,7 +332,7 @@ def test_closed_class_takes_no_answers_and_no_new_students(env, lesson):
     join(late, "Bea")
     assert [e.value for e in late.error] == [
         "This class is closed: it takes no more answers. Ask your teacher."]
-    assert not store.answers_of(store.join(info.code, "Ada", at.query_params["student"]))
+    assert not store.answers_of(store.join(info.code, "Ada", at.session_state["classroom_token"]))
 
 
 def test_deleted_class_sends_the_student_back_to_the_join_form(env, lesson):
