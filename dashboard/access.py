@@ -47,9 +47,12 @@ def client_ip() -> str | None:
     """The browser connection's address as Streamlit saw it (None: loopback, or no browser
     at all, as under AppTest and in a bare script run)."""
     try:
-        return st.context.ip_address
+        address = st.context.ip_address
     except Exception:  # no script run context
         return None
+    # A served page gives a string or None. AppTest has no connection and answers a mock
+    # object: that is no browser at all, the same as a bare script run.
+    return address if isinstance(address, str) else None
 
 
 def _own_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -208,6 +208,8 @@ def test_the_teacher_link_leaves_the_address_and_the_class_stays_open(env, lesso
 def test_the_projected_view_holds_the_code_and_the_qr_and_no_secret(env, lesson):
     info = lesson["info"]
     at = lesson["teacher"]
+    at.context["url"] = "http://localhost:8501/teacher"  # the links need the browser's address
+    at.run()
     secret = [e for e in at.expander if "private" in e.label]
     assert len(secret) == 1 and info.teacher_key in "\n".join(c.value for c in secret[0].code)
     at.toggle(key="teacher_present").set_value(True).run()

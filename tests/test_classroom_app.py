@@ -57,6 +57,11 @@ def clean(at) -> None:
 def create_class(name: str = "Year 9", kind: str = "balanced", target: int = 20):
     at = page(TEACHER)
     clean(at)
+    chooser = [s for s in at.selectbox if s.key == "teacher_class"]
+    if chooser and chooser[0].value != "new":  # the page opens on the newest class
+        chooser[0].set_value("new")
+        at.run()
+        clean(at)
     [t for t in at.text_input if t.label == "Class name"][0].set_value(name)
     [r for r in at.radio if r.label == "Galaxy set"][0].set_value(kind)
     [n for n in at.number_input if n.label == "Galaxies per student"][0].set_value(target)

@@ -317,6 +317,7 @@ def test_resume_of_a_finished_output_adds_nothing(model_dir, images, reference, 
                                                   capsys):
     out = tmp_path / "out.csv"
     shutil.copy(reference, out)
+    shutil.copy(record_path(reference), record_path(out))  # the finished run's record
     code, _, err = predict(images, "--model", model_dir, "-o", out, "--resume", "--workers", 0,
                            capsys=capsys)
     assert code == 1 and "wrote 0 rows" in err
@@ -501,6 +502,7 @@ def test_catalogue_resume_continues_by_row(model_dir, catalogue, tmp_path):
     assert predict(*args, "-o", whole)[0] == 1
     lines = whole.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:3]) + lines[3][:10])  # two rows and a torn third
+    shutil.copy(record_path(whole), record_path(part))  # the stopped run's record
     assert predict(*args, "-o", part, "--resume")[0] == 1
     assert part.read_bytes() == whole.read_bytes()
 
