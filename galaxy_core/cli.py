@@ -129,6 +129,8 @@ def _train_config(args: argparse.Namespace) -> Config:
         "max_train_images": args.max_train_images,
         "patience": args.patience, "balance": args.balance, "threads": args.threads,
         "seed": args.seed}.items() if v is not None}
+    if args.source_weight:
+        changes["source_weights"] = dict(args.source_weight)
     if args.bf16:
         changes["bf16"] = True
     if args.no_tta:
@@ -145,6 +147,19 @@ def _fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"give a fraction in (0, 1], e.g. 0.95, not {text}")
     return value
+
+
+def _source_weight(text: str) -> tuple[str, float]:
+    """argparse type for ``NAME=WEIGHT``: a source's drawing weight, above 0 and at most 100."""
+    name, sep, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not name or not 0 < weight <= 100:
+        raise argparse.ArgumentTypeError(f"give NAME=WEIGHT with a weight in (0, 100], "
+                                         f"e.g. gz1=3, not {text!r}")
+    return name, weight
 
 
 def _prior(text: str) -> str | float:
@@ -536,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"early-stopping patience (default {defaults.patience})")
     p.add_argument("--balance", choices=("weights", "sampler", "none"),
                    help=f"class-imbalance handling (default {defaults.balance})")
+    p.add_argument("--source-weight", type=_source_weight, action="append", metavar="NAME=W",
+                   help="draw the galaxies of one source of a multi-survey dataset W times as "
+                   "often as the others (repeatable, e.g. gz1=3): a small survey is not "
+                   "forgotten beside a large one; class weights follow the mix drawn")
     p.add_argument("--max-train-images", type=_number(int, 0, 10**9),
                    help="use at most N training images (quick runs; 0 = all)")
     p.add_argument("--threads", type=_number(int, 0, 4096),

@@ -78,6 +78,10 @@ class Config:
     """Early stopping: epochs without a better validation loss before training stops."""
     balance: str = "weights"
     """How class imbalance is handled: ``weights`` (loss weights), ``sampler`` or ``none``."""
+    source_weights: dict[str, float] = field(default_factory=dict)
+    """How often each source's galaxies are drawn, relative to 1 for a source not named (e.g.
+    ``{"gz1": 3}``). A small survey beside a large one is otherwise a sixth of every batch, and a
+    warm-started model forgets what it knew of it; the class weights follow the mix drawn."""
     channels_last: bool = True
     bf16: bool = False
     threads: int = 0

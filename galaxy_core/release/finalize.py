@@ -21,7 +21,7 @@ from galaxy_core.model.device import resolve_device
 from galaxy_core.model.weights import read_state_dict
 from galaxy_core.release.package import write_model_folder
 from galaxy_core.train.distributed import world_from_env
-from galaxy_core.train.loop import loss_weights
+from galaxy_core.train.mix import release_weights
 from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, model_dir, read_history,
                                           write_status)
 
@@ -64,7 +64,7 @@ def finalize_run(run_dir: Path, stop_state: str = "finished", half: bool = False
                 "epochs_run": len(history), "history": history}
     out = model_dir(run_dir)
     write_model_folder(out, model, config, prepared, split, train_part,
-                       prior_correction(loss_weights(train_part.labels, config)), training,
+                       prior_correction(release_weights(train_part, config)), training,
                        half=half)
     write_status(run_dir, state=stop_state)
     return out

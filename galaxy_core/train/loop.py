@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaxy_core.config import CLASSES, Config
+from galaxy_core.config import Config
 from galaxy_core.data.cache import Part, load_framed_part, training_part
 from galaxy_core.data.prepared import open_prepared
 from galaxy_core.data.tensors import normalise
@@ -43,6 +43,7 @@ from galaxy_core.model.weights import state_of, write_state_dict
 from galaxy_core.train.augment import augment
 from galaxy_core.train import distributed
 from galaxy_core.train.checkpoint import load_checkpoint, save_checkpoint
+from galaxy_core.train.mix import loss_weights, sample_probabilities
 from galaxy_core.train.distributed import World
 from galaxy_core.train.run_folder import (BEST_FILE, CONFIG_FILE, append_history, model_dir,
                                           read_history, rewrite_history, write_status)
@@ -106,20 +107,6 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def class_weights(labels: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
-    """'Balanced' weights n / (C * count_c): each class contributes equally to the loss."""
-    counts = np.bincount(labels, minlength=n_classes).astype(float)
-    return len(labels) / (n_classes * np.maximum(counts, 1))
-
-
-def loss_weights(labels: np.ndarray, config: Config) -> np.ndarray:
-    """The per-class loss weights a run trains with: balanced for ``balance="weights"``, equal
-    otherwise. The release step undoes them (a prior shift), so it asks here too."""
-    if config.balance != "weights":
-        return np.ones(len(CLASSES), dtype=np.float32)
-    return class_weights(labels).astype(np.float32)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -196,15 +183,14 @@ def setup_run(prepared_dir: str | Path, run_dir: str | Path, config: Config, spl
     steps_per_epoch = math.ceil(len(train_part) / config.batch_size)
     state = RunState(run_dir=run_dir, config=config, model=model, optimizer=optimizer,
                      generator=generator, train_part=train_part, val_part=val_part,
-                     loss_weights=torch.from_numpy(loss_weights(train_part.labels,
-                                                                config)).to(where),
+                     loss_weights=torch.from_numpy(loss_weights(train_part, config)).to(where),
                      steps_per_epoch=steps_per_epoch,
                      total_steps=steps_per_epoch * config.epochs,
                      warmup=steps_per_epoch * config.warmup_epochs,
                      device=where, world=world, net=model)
-    if config.balance == "sampler":
-        per_class = 1.0 / np.bincount(train_part.labels, minlength=len(CLASSES))
-        state.sample_probs = torch.tensor(per_class[train_part.labels], dtype=torch.float64)
+    probs = sample_probabilities(train_part, config)
+    if probs is not None:
+        state.sample_probs = torch.from_numpy(probs)
     info = load_checkpoint(run_dir, model, optimizer, generator) if resume else None
     if info:
         state.start_epoch, state.best_loss = info["epoch"], info["best_val_loss"]
