@@ -385,9 +385,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                args.bytes_column, parse_columns(args.id_columns)))
         jobs, total = catalogue.jobs(), catalogue.count()
         id_columns = catalogue.request.id_columns
+        boxed = bool(catalogue.box_columns)
     else:
         jobs, total = path_jobs(args.paths, args.output, box), count_if_cheap(args.paths)
         id_columns = ()
+        boxed = box is not None
     first = next(jobs, None)
     if first is None:
         raise GalaxyError("the catalogue has no rows" if args.catalogue
@@ -402,7 +404,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(output=args.output, resume=args.resume, survey=args.survey_match,
                              batch_size=args.batch_size, views=args.views,
                              workers=args.workers,
-                             prior=args.prior, threshold=threshold, id_columns=id_columns)
+                             prior=args.prior, threshold=threshold, id_columns=id_columns,
+                             box=boxed)
     engine = None
     if args.engine == "ray":
         def engine(todo):

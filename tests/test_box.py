@@ -238,10 +238,11 @@ def test_a_box_gives_the_answer_of_the_galaxy_it_holds(model_dir, pictures):
         code, rows, err = predict(model_dir, pictures["pair"], "--box", box.text)
         assert code == 0, err
         (boxed,) = rows
-        assert boxed["path"] == str(pictures["pair"])
+        assert boxed["path"] == str(pictures["pair"]) and boxed["box"] == box.text
         code, rows, err = predict(model_dir, pictures[side])
         (crop,) = rows
         assert [boxed[c] for c in ANSWER] == [crop[c] for c in ANSWER]
+        assert "box" not in crop, "an output without --box keeps the columns it always had"
         answers[side] = boxed["p_spiral"]
     assert answers["left"] != answers["right"], "the box decided what was classified"
 
@@ -275,6 +276,43 @@ def test_box_goes_with_one_image_file(model_dir, pictures, capsys):
 
 
 # --- the dashboard's chooser: a click or a drag as the component reports it ----------------------
+def test_catalogue_box_columns_give_each_row_its_region(model_dir, pictures, tmp_path):
+    """A catalogue's box_x0..box_y1 columns: each row classified in its own box (the same
+    answer as --box), an empty box means the whole picture, a bad box is that row's error
+    and the other rows go on."""
+    left, right = pictures["left_box"], pictures["right_box"]
+    table = tmp_path / "cat.csv"
+    rows = [("a", left.x0, left.y0, left.x1, left.y1), ("b", right.x0, right.y0, right.x1,
+                                                         right.y1),
+            ("c", "", "", "", ""), ("d", "x", 0, 100, 100), ("e", 0, 0, 9999, 100),
+            ("f", 0, 0, "", 100)]
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "file", "box_x0", "box_y0", "box_x1", "box_y1"])
+        writer.writerows((r[0], str(pictures["pair"]), *r[1:]) for r in rows)
+    code, out, err = predict(model_dir, "--catalogue", table, "--path-column", "file",
+                             "--id-columns", "id")
+    assert code == 1, err
+    by_id = {row["id"]: row for row in out}
+    assert [row["id"] for row in out] == ["a", "b", "c", "d", "e", "f"]
+    assert by_id["a"]["box"] == left.text and by_id["b"]["box"] == right.text
+    assert by_id["c"]["box"] == "" and not by_id["c"]["error"]
+    _, (alone,), _ = predict(model_dir, pictures["pair"], "--box", right.text)
+    assert [by_id["b"][c] for c in ANSWER] == [alone[c] for c in ANSWER]
+    assert "catalogue row 4: box" in by_id["d"]["error"] and "not a number" in by_id["d"]["error"]
+    assert "outside the 480x240 picture" in by_id["e"]["error"]
+    assert "box_x1 empty" in by_id["f"]["error"]
+
+
+def test_catalogue_with_some_box_columns_is_refused(model_dir, pictures, tmp_path, capsys):
+    table = tmp_path / "cat.csv"
+    table.write_text(f"file,box_x0,box_y0\n{pictures['pair']},0,0\n")
+    assert main(["predict", "--catalogue", str(table), "--path-column", "file",
+                 "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "box_x1" in err and err.count("\n") == 1, err
+
+
 def test_a_click_picks_a_galaxy_and_a_drag_draws_a_box():
     """What streamlit-image-coordinates sends (press and release points in the pixels of the
     picture as the browser drew it, and that width) becomes the chooser's option and box in the

@@ -22,6 +22,11 @@ Image bytes are bounded, because a compressed Parquet file can inflate: 24 KB of
 image over :data:`MAX_ROW_BYTES` gets an error row (its bytes are never copied out of the
 batch), and each row group is read in batches of as many rows as its footer says fit in
 :data:`MAX_BATCH_BYTES` (its bytes column's uncompressed size per row; one row at least).
+
+A catalogue with the four columns ``box_x0, box_y0, box_x1, box_y1``
+(:data:`~galaxy_core.data.box.BOX_COLUMNS`) gives each row the region of its picture to
+classify, as ``--box`` does for one file: a row whose four cells are empty is classified whole,
+and a row with a bad box gets its row with the error while the others go on.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from __future__ import annotations
 import csv
 import gzip
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from galaxy_core.data.box import BOX_COLUMNS, BoxError, box_from_cells
 from galaxy_core.errors import CatalogueError
 from galaxy_core.predict.inputs import Entry
 from galaxy_core.predict.jobs import Job
@@ -98,6 +104,13 @@ class Catalogue:
             shown = ", ".join(self.columns[:20]) + (", ..." if len(self.columns) > 20 else "")
             raise CatalogueError(f"{path.name} has no column {', '.join(map(repr, missing))} "
                                  f"(its columns: {shown})")
+        present = [c for c in BOX_COLUMNS if c in self.columns]
+        if present and len(present) < len(BOX_COLUMNS):
+            lacking = ", ".join(c for c in BOX_COLUMNS if c not in present)
+            raise CatalogueError(f"{path.name} has {', '.join(present)} but no {lacking}: a "
+                                 f"box needs all four of {', '.join(BOX_COLUMNS)}")
+        self.box_columns: tuple[str, ...] = BOX_COLUMNS if present else ()
+        """The box columns when the catalogue has them (the output then records each box)."""
         if request.bytes_column:
             self._check_bytes_column()
 
@@ -188,7 +201,9 @@ class Catalogue:
             yield self._job(number, values, problem)
 
     def _csv_rows(self) -> Iterator[tuple[dict[str, Any], str]]:
-        wanted = [c for c in (*self.request.id_columns, self.request.path_column) if c]
+        wanted = list(dict.fromkeys(c for c in (*self.request.id_columns,
+                                                 self.request.path_column, *self.box_columns)
+                                    if c))
         index = {c: self.columns.index(c) for c in wanted}
         try:
             with self._open_text() as handle:
@@ -208,7 +223,8 @@ class Catalogue:
 
     def _parquet_rows(self) -> Iterator[tuple[dict[str, Any], str]]:
         request = self.request
-        texts = list(dict.fromkeys(c for c in (*request.id_columns, request.path_column) if c))
+        texts = list(dict.fromkeys(c for c in (*request.id_columns, request.path_column,
+                                               *self.box_columns) if c))
         wanted = list(dict.fromkeys([*texts, *([request.bytes_column]
                                               if request.bytes_column else [])]))
         parquet = self._parquet()
@@ -246,6 +262,19 @@ class Catalogue:
 
     # --- one row ------------------------------------------------------------------------------
     def _job(self, number: int, values: dict[str, Any], problem: str) -> Job:
+        """The row's job, with its box when the catalogue has box columns (a bad box makes
+        it a job that names nothing readable, whose row carries the error)."""
+        job = self._source_job(number, values, problem)
+        if not self.box_columns or job.source is None:
+            return job
+        try:
+            box = box_from_cells([values.get(c) for c in self.box_columns],
+                                 f"catalogue row {number}: box")
+        except BoxError as exc:
+            return Job(None, job.ids, problem=str(exc), shown=job.name)
+        return replace(job, box=box)
+
+    def _source_job(self, number: int, values: dict[str, Any], problem: str) -> Job:
         request = self.request
         ids = tuple("" if values.get(c) is None else str(values[c]) for c in request.id_columns)
         path_value = values.get(request.path_column) if request.path_column else None

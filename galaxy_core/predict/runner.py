@@ -42,12 +42,17 @@ PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "su
 SKIPPED = "skipped: "
 
 
-def output_columns(id_columns: Sequence[str], accepted: bool) -> tuple[str, ...]:
-    clash = [c for c in id_columns if c in PREDICT_COLUMNS or c == "accepted"]
+def output_columns(id_columns: Sequence[str], accepted: bool,
+                   box: bool = False) -> tuple[str, ...]:
+    """The output's columns: the ids, :data:`PREDICT_COLUMNS`, then ``accepted`` with
+    ``--accept-at`` and ``box`` when regions are classified (``--box``, box columns), so an
+    output without either keeps the columns it always had."""
+    clash = [c for c in id_columns if c in PREDICT_COLUMNS or c in ("accepted", "box")]
     if clash:
         raise GalaxyError(f"--id-columns {', '.join(clash)}: the output has its own column of "
                           "that name; rename the catalogue column")
-    return (*id_columns, *PREDICT_COLUMNS, *(("accepted",) if accepted else ()))
+    return (*id_columns, *PREDICT_COLUMNS, *(("accepted",) if accepted else ()),
+            *(("box",) if box else ()))
 
 
 Engine = Callable[[Iterable[Job]], Iterator[list[tuple[Job, Prediction]]]]
@@ -70,6 +75,9 @@ class PredictOptions:
     threshold: float | None = None
     """``--accept-at``'s confidence threshold; adds the column ``accepted``."""
     id_columns: tuple[str, ...] = ()
+    box: bool = False
+    """Regions of pictures are classified (``--box``, a catalogue's box columns): adds the
+    column ``box``, each row's region (empty: the whole picture)."""
 
 
 @dataclass
@@ -114,7 +122,7 @@ class PredictionRun:
 
     def __post_init__(self) -> None:
         opts = self.options
-        self.columns = output_columns(opts.id_columns, opts.threshold is not None)
+        self.columns = output_columns(opts.id_columns, opts.threshold is not None, opts.box)
         self.key_columns = (*opts.id_columns, "path")
         self.train = training_prior(self.loaded.meta)
         if opts.prior == "estimate":
@@ -278,6 +286,8 @@ class PredictionRun:
         row["prior"] = prior_cell(self.batch_prior.fraction) if pred.ok else ""
         if self.options.threshold is not None:
             row["accepted"] = int(pred.accepted(self.options.threshold)) if pred.ok else ""
+        if self.options.box:
+            row["box"] = pred.box
         return {column: cell(value) for column, value in row.items()}
 
 
