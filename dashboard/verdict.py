@@ -9,12 +9,16 @@ confidence             band         colour   headline (example)
 >= 0.9                 confident    green    "Spiral (confident: 96%)"
 0.7 to 0.9             probably     yellow   "Probably spiral (78%)"
 < 0.7                  unsure       orange   "Unsure: perhaps spiral (58%)"
-flagged ``unusual``    not_galaxy   red      "This does not look like a galaxy image"
+flagged, framed oddly  unfamiliar   orange   "This may be a galaxy, but not framed like …"
+flagged otherwise      not_galaxy   red      "This does not look like a galaxy image"
 =====================  ===========  =======  ==============================================
 
 A flagged input (``Prediction.unusual``: its out-of-distribution score, which includes the check
 of the picture as given, is above 1) never gets a band: the network's guess is then only
-mentioned, small, after the warning. Percentages are rounded down, so a 0.8996 answer reads 89%
+mentioned, small, after the warning. A press picture whose galaxy fills the frame or sits off
+centre is flagged too, but is told that it may well be a galaxy and what to do
+(``Prediction.may_be_galaxy``, :func:`unfamiliar_advice`): calling the Whirlpool "not a galaxy"
+taught people to distrust the page. Percentages are rounded down, so a 0.8996 answer reads 89%
 and never shows a "90%" that its band does not match.
 
 The batch CSV row is here too (:func:`csv_row`): the columns of ``galaxy predict --prior P
@@ -37,12 +41,25 @@ PROBABLY_AT = 0.7
 """Confidence from which an answer is "probably"; below it the answer is "unsure"."""
 
 CONFIDENT, PROBABLY, UNSURE, NOT_GALAXY = "confident", "probably", "unsure", "not_galaxy"
+UNFAMILIAR = "unfamiliar"
 NOT_GALAXY_TEXT = "This does not look like a galaxy image"
+UNFAMILIAR_TEXT = "This may be a galaxy, but not framed like the survey pictures the network knows"
+FINDING_WORDS = {
+    "bright border": "the picture's edges are bright, as when a galaxy fills or overflows the "
+                     "frame",
+    "bright sky": "the sky around the source is bright, where a survey cutout's is dark",
+    "off centre": "the brightest source is far from the middle of the picture",
+    "features after matching": "even cropped to the source found, it looks unlike the SDSS "
+                               "galaxies the network learned from",
+}
+"""The findings of :mod:`galaxy_core.predict.plausibility` that leave a galaxy possible, in
+words (:data:`~galaxy_core.predict.plausibility.FRAMING_CHECKS` and ``MATCHED_FEATURES``)."""
 
 _LOOK = {  # band -> (Streamlit colour name, Material icon)
     CONFIDENT: ("green", "check_circle"),
     PROBABLY: ("yellow", "help"),
     UNSURE: ("orange", "help"),
+    UNFAMILIAR: ("orange", "crop"),
     NOT_GALAXY: ("red", "block"),
 }
 
@@ -89,9 +106,15 @@ class Verdict:
         return f"{'#' * level} :{self.colour}[:material/{self.icon}: {self.headline}]"
 
 
-def verdict(label: str, confidence: float, unusual: bool = False) -> Verdict:
+def verdict(label: str, confidence: float, unusual: bool = False,
+            may_be_galaxy: bool = False) -> Verdict:
     """The words and colour for an answer ``label`` given with ``confidence``; ``unusual``
-    (the input was flagged) overrides the band."""
+    (the input was flagged) overrides the band, and ``may_be_galaxy`` (flagged for its framing
+    only) says so instead of "not a galaxy"."""
+    if unusual and may_be_galaxy:
+        colour, icon = _LOOK[UNFAMILIAR]
+        return Verdict(UNFAMILIAR, UNFAMILIAR_TEXT, "may be a galaxy, framed unlike a cutout",
+                       colour, icon)
     if unusual:
         colour, icon = _LOOK[NOT_GALAXY]
         return Verdict(NOT_GALAXY, NOT_GALAXY_TEXT, "not like a galaxy image", colour, icon)
@@ -105,6 +128,22 @@ def verdict(label: str, confidence: float, unusual: bool = False) -> Verdict:
     else:
         headline, short = f"Unsure: perhaps {label} ({shown})", f"unsure, perhaps {label}"
     return Verdict(which, headline, short, colour, icon)
+
+
+def unfamiliar_advice(findings: list[str], matched: bool = True) -> str:
+    """Why a flagged picture that may be a galaxy was flagged, and what to do about it.
+
+    Cropping is the advice that works: the framing checks look at the picture as given, so
+    survey matching (which the default ``auto`` already applied to every ESA/Hubble picture of
+    the development set) cannot clear them; it is offered only when it was off (``matched``
+    False)."""
+    why = "; ".join(FINDING_WORDS[f] for f in findings if f in FINDING_WORDS)
+    match = ("" if matched else ", and set survey matching to **auto** so that the galaxy is "
+             "cut out and scaled as a survey would")
+    return (f"Why: {why or 'it is framed unlike a survey cutout'}. The network learned from SDSS "
+            "cutouts with one galaxy in the middle of a dark sky. To get an answer you can "
+            "use, crop the picture to the galaxy with some dark sky around it, or draw a box "
+            f"around it where the page asks *Which galaxy?*{match}.")
 
 
 def guess_line(label: str, confidence: float) -> str:

@@ -20,7 +20,15 @@ from dashboard import memory, models, paths, pointing, serving, uploads
 from dashboard.charts import probability_figure
 from dashboard.explain import cam_caption, cam_overlay
 from dashboard.ui import one_line, thumbnail, upscale
-from dashboard.verdict import Verdict, csv_bytes, csv_row, guess_line, percent_pair, verdict
+from dashboard.verdict import (
+    Verdict,
+    csv_bytes,
+    csv_row,
+    guess_line,
+    percent_pair,
+    unfamiliar_advice,
+    verdict,
+)
 from galaxy_core.data.box import Box, BoxError, crop_to_box, parse_box, upright_size
 from galaxy_core.data.imageio import GZIP_SUFFIX, IMAGE_SUFFIXES, read_image
 from galaxy_core.errors import GalaxyError
@@ -314,7 +322,7 @@ def confidence(p: Prediction) -> float:
 def verdict_of(p: Prediction) -> Verdict:
     """The answer in words; ``Prediction.unusual`` (the out-of-distribution score, which
     includes the check of the picture as given, above 1) overrides the band."""
-    return verdict(p.label, confidence(p), p.unusual)
+    return verdict(p.label, confidence(p), p.unusual, p.may_be_galaxy)
 
 
 if len(preds) > 1:
@@ -377,6 +385,8 @@ answer = verdict_of(pred)
 with st.container(key="verdict"):  # first, above the pictures: on a phone they fill a screen
     st.markdown(answer.markdown(), anchors=False)
     name = "`" + one_line(shown, 80).replace("`", "'") + "`"  # code: no Markdown inside
+    if pred.may_be_galaxy:
+        st.markdown(unfamiliar_advice(pred.findings, matched=pred.survey_matched))
     if pred.unusual:
         st.caption(f"{name}: {guess_line(pred.label, sure)}")
     else:

@@ -158,6 +158,29 @@ def test_a_flagged_input_says_so_where_the_label_would_be(env, monkeypatch):
     assert "Accepted at the" not in shown and "(confident" not in shown
 
 
+def test_a_galaxy_framed_unlike_a_cutout_is_not_called_not_a_galaxy(env, monkeypatch):
+    """Flagged for its framing only (issue 23): the headline says it may be a galaxy, the
+    page says why in words and what to do, and the guess stays small and unaccepted."""
+    from galaxy_core.predict import classify
+
+    measured = classify.picture_findings
+
+    def bright_border(*args, **kwargs):  # as a galaxy filling a press picture's frame
+        scores, findings = measured(*args, **kwargs)
+        return np.maximum(scores, 1.5), [["bright border"] for _ in findings]
+
+    monkeypatch.setattr(classify, "picture_findings", bright_border)
+    # a picture no other test uploads: answers are kept per picture for the server's life
+    at = upload(app(), ("press.png", png_bytes(draw_galaxy("spiral", 132, seed=23))))
+    assert_clean(at)
+    assert "This may be a galaxy" in headline(at)
+    assert "This does not look like a galaxy image" not in headline(at)
+    shown = texts(at)
+    assert words.FINDING_WORDS["bright border"] in shown and "crop the picture" in shown
+    assert "The network's guess, for what it is worth" in shown
+    assert "Accepted at the" not in shown and "(confident" not in shown
+
+
 def test_example_picker_does_not_give_the_answer_away(env, tmp_path, monkeypatch):
     data = tmp_path / "data"
     seed = data / "seed_examples"

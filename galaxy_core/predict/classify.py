@@ -17,6 +17,7 @@ from PIL import Image
 from galaxy_core.data.box import Box
 from galaxy_core.model.calibrated import infer
 from galaxy_core.model.folder import ModelInfo
+from galaxy_core.model.ood import WARN_AT
 from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one place to import)
     Prediction,
     Prepared,
@@ -24,7 +25,7 @@ from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one p
     framed_input,
     prepare_source,
 )
-from galaxy_core.predict.plausibility import picture_scores
+from galaxy_core.predict.plausibility import MATCHED_FEATURES, picture_findings
 
 
 def model_input(loaded: ModelInfo, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
@@ -52,7 +53,12 @@ def finish_prepared(loaded: ModelInfo, prepared: list[Prepared], batch_size: int
         probs, scores = classify_arrays(loaded, np.stack([p.pred.model_input for p in ok]),
                                         batch_size=batch_size, views=views)
         # What matching made of a picture can look like a galaxy; what the user gave must too.
-        pictures = picture_scores(loaded, [p.look for p in ok], np.stack([p.frame for p in ok]))
+        pictures, findings = picture_findings(loaded, [p.look for p in ok],
+                                              np.stack([p.frame for p in ok]))
+        if scores is not None:
+            for found, matched in zip(findings, scores):
+                if matched > WARN_AT:
+                    found.append(MATCHED_FEATURES)
         scores = pictures if scores is None else np.maximum(scores, pictures)
         spiral, elliptical = loaded.classes.index("spiral"), loaded.classes.index("elliptical")
         for i, item in enumerate(ok):
@@ -61,6 +67,7 @@ def finish_prepared(loaded: ModelInfo, prepared: list[Prepared], batch_size: int
             pred.p_elliptical = float(probs[i, elliptical])
             pred.label = loaded.classes[int(probs[i].argmax())]
             pred.ood_score = None if scores is None else float(scores[i])
+            pred.findings = findings[i]
             if not keep_inputs:
                 pred.model_input = None
     return [p.pred for p in prepared]

@@ -23,7 +23,13 @@ from galaxy_core.data.preprocess import frame_for_model
 from galaxy_core.errors import GalaxyError, NotAnImageError
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.predict.inputs import ESCAPED_NOTE, Entry, printable
-from galaxy_core.predict.plausibility import PictureLook, look_at, whole_frame
+from galaxy_core.predict.plausibility import (
+    FRAMING_CHECKS,
+    MATCHED_FEATURES,
+    PictureLook,
+    look_at,
+    whole_frame,
+)
 from galaxy_core.predict.survey_match import prepare_for_model
 
 
@@ -45,6 +51,10 @@ class Prediction:
     box: str = ""
     """The region classified, ``x0,y0,x1,y1`` in pixels of the picture
     (:mod:`galaxy_core.data.box`); empty when the whole picture was."""
+    findings: list[str] = field(default_factory=list)
+    """What makes the input unlike the training galaxies: the picture checks it fails and
+    :data:`~galaxy_core.predict.plausibility.MATCHED_FEATURES` (names of
+    :mod:`galaxy_core.predict.plausibility`); empty when nothing does."""
     model_input: np.ndarray | None = field(default=None, repr=False)
     """The uint8 image exactly as the model saw it (after matching, crop and resize)."""
 
@@ -62,6 +72,15 @@ class Prediction:
         """Out of distribution: the OOD score, which includes the picture score of the input as
         given (:mod:`galaxy_core.predict.plausibility`), is above the warning level."""
         return self.ood_score is not None and self.ood_score > WARN_AT
+
+    @property
+    def may_be_galaxy(self) -> bool:
+        """Flagged only for being framed unlike a survey cutout (or for the galaxy found being
+        unlike the training ones): a galaxy photographed otherwise, as a press picture is,
+        rather than a picture that is not of the sky
+        (:data:`~galaxy_core.predict.plausibility.FRAMING_CHECKS`)."""
+        allowed = FRAMING_CHECKS | {MATCHED_FEATURES}
+        return self.unusual and bool(self.findings) and set(self.findings) <= allowed
 
     def accepted(self, threshold: float) -> bool:
         """Whether this answer may be taken without a human look: confident enough by a

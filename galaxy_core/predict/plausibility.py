@@ -189,12 +189,33 @@ def whole_frame_scores(loaded: ModelInfo, frames: np.ndarray,
     return ood_scores(out.features, loaded.ood)
 
 
-def picture_scores(loaded: ModelInfo, looks: list[PictureLook],
-                   frames: np.ndarray) -> np.ndarray:
-    """Picture score per input: the largest of its pixel checks and its whole-picture feature
-    distance (in units of :data:`~galaxy_core.model.ood.WARN_AT`), capped at :data:`CAP`."""
+WHOLE_FEATURES = "whole-picture features"
+"""The finding of a picture whose whole frame's network features are unlike any cutout's."""
+MATCHED_FEATURES = "features after matching"
+"""The finding of an input whose model input (after survey matching) is unlike the training
+galaxies: the galaxy-shaped source found is not a galaxy the network knows."""
+FRAMING_CHECKS = frozenset({"off centre", "bright border", "bright sky"})
+"""The checks a real galaxy fails when it was photographed otherwise than as a survey cutout:
+it fills or overflows the frame (bright border, bright sky) or sits away from the middle. An
+input flagged by these alone, or by :data:`MATCHED_FEATURES`, may well be a galaxy, and is told
+so (crop to it, or match it to the survey), not called "not a galaxy": on the ESA/Hubble
+development set 14 of the 19 pictures flagged with the shipped model were flagged this way. The
+other checks (no source, a noiseless sky, a streak, a sparse source, the whole picture's
+features) describe pictures that are not sky images at all."""
+
+
+def picture_findings(loaded: ModelInfo, looks: list[PictureLook],
+                     frames: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Picture score per input (the largest of its pixel checks and its whole-picture feature
+    distance, in units of :data:`~galaxy_core.model.ood.WARN_AT`, capped at :data:`CAP`) and,
+    for each, the names of the checks it fails (:data:`WHOLE_FEATURES` among them)."""
     scores = np.array([look.score for look in looks], dtype=float)
+    findings = [look.failed() for look in looks]
     distances = whole_frame_scores(loaded, frames)
     if distances is not None:
-        scores = np.maximum(scores, np.asarray(distances, dtype=float) / WARN_AT)
-    return np.minimum(scores, CAP)
+        whole = np.asarray(distances, dtype=float) / WARN_AT
+        scores = np.maximum(scores, whole)
+        for found, value in zip(findings, whole):
+            if value > 1.0:
+                found.append(WHOLE_FEATURES)
+    return np.minimum(scores, CAP), findings

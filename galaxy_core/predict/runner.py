@@ -89,6 +89,9 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     unusual: int = 0
+    framed: int = 0
+    """Of this run's unusual inputs, those flagged only for their framing
+    (``Prediction.may_be_galaxy``); rows read back by ``--resume`` are not counted."""
     prior: PriorUsed | None = None
 
     @property
@@ -106,6 +109,7 @@ class Tally:
         self.failed += pred.failed
         self.skipped += pred.skipped
         self.unusual += pred.unusual
+        self.framed += pred.may_be_galaxy
 
 
 @dataclass
