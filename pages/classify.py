@@ -182,7 +182,7 @@ with prior_box:
                                 help="The share of spirals you expect among these images.") / 100
     st.caption(f"50%: the answer reflects the image alone. The training mix"
                f"{f' ({train_fraction:.0%} spirals)' if train_fraction else ''} is an artefact "
-               "of the GZ1 subset.")
+               "of how the Galaxy Zoo training sets were assembled.")
 
 if not items:
     st.info("Add one or more images to classify them.")
@@ -461,7 +461,8 @@ def choose_region(name: str, where: pointing.Pointing) -> None:
     with st.container(key="pointing", border=True):
         st.markdown("**Which galaxy?**")
         why = where.reasons or ["a region was chosen"]
-        st.caption(f"This picture has {' and '.join(why)}. The answer above is for the region "
+        st.caption(f"Asked because {', '.join(why[:-1]) + ' and ' if len(why) > 1 else ''}"
+                   f"{why[-1]}. The answer above is for the region "
                    "outlined in yellow (the whole picture when none is). Click a numbered "
                    "galaxy, or drag a box around the one you mean.")
         left, right = st.columns([1.6, 1])

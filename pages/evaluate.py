@@ -92,6 +92,13 @@ with right:
         positive = f"p_{classes[1]}"
         cell = [r for r in report.get("predictions", [])
                 if r["true"] == true and r["predicted"] == guess]
+        images = paths.report_images(report)
+        if images.missing:  # a survey's images are not here (GZ2 on a fresh clone)
+            shown = [r for r in cell if images.has(r.get("image"))]
+            st.caption(f"{len(cell) - len(shown)} of the {len(cell)} come from "
+                       f"{' and '.join(images.missing)}, whose images are not on this machine; "
+                       "the others are listed.")
+            cell = shown
         cell.sort(key=lambda r: -abs(float(r[positive]) - 0.5))
         cell_table = pd.DataFrame(
             [{"objid": r["objid"], positive: float(r[positive])} for r in cell],
@@ -120,11 +127,40 @@ with right:
                 loaded = models.load(choice)
                 if loaded is not None:
                     explain.show_galaxy(loaded, models.model_key(loaded), row, classes,
-                                        paths.report_images(report))
+                                        images)
 
             details(row)
         st.page_link("pages/failures.py", label="See failures with their Grad-CAM",
                      icon=":material/report:")
+
+by_source = report.get("by_source") or {}
+if len(by_source) > 1:  # a model trained on several surveys: each one's own figures
+    st.subheader("By survey")
+    st.dataframe(pd.DataFrame([{
+        "survey": name, "galaxies": block["n"], "accuracy": block["accuracy"],
+        "balanced": block["balanced_accuracy"], "macro_f1": block["macro_f1"],
+        "spiral_recall": (block.get("recall") or {}).get("spiral"),
+        "elliptical_recall": (block.get("recall") or {}).get("elliptical"),
+        "roc_auc": block.get("roc_auc"), "ece": block.get("ece")}
+        for name, block in by_source.items()]), hide_index=True, width="stretch",
+        column_config={
+            "survey": st.column_config.TextColumn("Survey"),
+            "galaxies": st.column_config.NumberColumn("Galaxies"),
+            "accuracy": st.column_config.NumberColumn("Accuracy", format="percent",
+                                                      help=HELP["accuracy"]),
+            "balanced": st.column_config.NumberColumn("Balanced accuracy", format="percent",
+                                                      help=HELP["balanced"]),
+            "macro_f1": st.column_config.NumberColumn("Macro-F1", format="%.3f",
+                                                      help=HELP["macro_f1"]),
+            "spiral_recall": st.column_config.NumberColumn("Spiral recall", format="%.3f"),
+            "elliptical_recall": st.column_config.NumberColumn("Elliptical recall",
+                                                               format="%.3f"),
+            "roc_auc": st.column_config.NumberColumn("ROC AUC", format="%.3f",
+                                                     help=HELP["roc_auc"]),
+            "ece": st.column_config.NumberColumn("ECE", format="%.3f", help=HELP["ece"])})
+    st.caption("The same answers, survey by survey. Galaxy Zoo 1's labels are majority votes "
+               "with no agreement cut; Galaxy Zoo 2's are its confident classes, so its figures "
+               "run higher. One temperature calibrates both: compare the ECE of each.")
 
 left, right = st.columns(2)
 with left:

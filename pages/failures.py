@@ -73,10 +73,24 @@ limit = f5.number_input("Show at most", 3, 48, 12, 3, help="Cards drawn (the tab
 view = f6.segmented_control("View", list(VIEWS), default="cards", format_func=VIEWS.get,
                             key="failures_view") or "cards"
 
-if which == "failures":
-    rows = report.get("confident_failures", [])
-elif which == "uncertain":
-    rows = report.get("uncertain_successes", [])
+images = paths.report_images(report)
+listed = {"failures": report.get("confident_failures", []),
+          "uncertain": report.get("uncertain_successes", [])}
+if which in listed and images.missing:
+    # The report's two lists are the whole test set's; on a machine without one survey's images
+    # (GZ2 on a fresh clone) they may hold none that can be shown, so the same lists are made
+    # again from the per-galaxy predictions of the galaxies that are here.
+    here = [with_confidence(r) for r in report.get("predictions", [])
+            if images.has(r.get("image"))]
+    wrong = which == "failures"
+    rows = sorted((r for r in here if (r["true"] != r["predicted"]) == wrong),
+                  key=lambda r: -r["confidence"] if wrong else r["confidence"])
+    rows = rows[:max(len(listed[which]), 1)]
+    st.caption(f"The {' and '.join(images.missing)} images are not on this machine: these are "
+               f"the {SETS[which].lower()} among the {len(here)} test galaxies from "
+               f"{', '.join(images.sources) or 'elsewhere'}.")
+elif which in listed:
+    rows = listed[which]
 elif which == "wrong":
     rows = [r for r in report.get("predictions", []) if r["true"] != r["predicted"]]
 else:
@@ -93,7 +107,6 @@ rows.sort(key=sorters[order])
 st.caption(f"{len(rows)} galaxies match" + (f"; showing {min(len(rows), int(limit))}."
                                             if view == "cards" else "."))
 
-images = paths.report_images(report)
 if images.refused:
     st.warning(images.refused)
 if images.missing:

@@ -402,6 +402,42 @@ def test_evaluate_shows_metrics_and_plots(env):
     assert at.dataframe, "per-class precision/recall table"
 
 
+def test_evaluate_shows_each_survey_of_a_multi_survey_model(env, assets, tmp_path,
+                                                             monkeypatch):
+    """A report with ``by_source`` (a model trained on several surveys) gets a row per survey,
+    with the figures the report's breakdown computed from its predictions."""
+    import numpy as np
+
+    from galaxy_core.evaluate.breakdown import breakdown
+
+    model = tmp_path / "two_surveys"
+    shutil.copytree(assets["model"], model)
+    report_path = report_dir(model, "test") / REPORT_FILE
+    report = json.loads(report_path.read_text())
+    rows = report["predictions"]
+    sources = ["gz1" if i % 2 else "gz2" for i in range(len(rows))]
+    labels = np.array([report["classes"].index(r["true"]) for r in rows])
+    p_spiral = np.array([float(r["p_spiral"]) for r in rows])
+    probs = np.stack([1 - p_spiral, p_spiral], axis=1)
+    report.update(breakdown(labels, probs, sources, None, report["classes"]))
+    report_path.write_text(json.dumps(report))
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
+    at = app("pages/evaluate.py")
+    assert_clean(at)
+    assert "By survey" in texts(at)
+    table = [d.value for d in at.dataframe if "survey" in d.value.columns][0]
+    assert list(table["survey"]) == ["gz1", "gz2"]
+    assert list(table["galaxies"]) == [sources.count("gz1"), sources.count("gz2")]
+    gz1 = np.array(sources) == "gz1"
+    right = (p_spiral >= 0.5).astype(int) == labels
+    assert table["accuracy"][0] == pytest.approx(right[gz1].mean())
+
+
+def test_evaluate_of_a_single_survey_model_has_no_survey_table(env):
+    at = app("pages/evaluate.py")
+    assert "By survey" not in texts(at)
+
+
 def test_failures_gallery_and_details(env):
     at = app("pages/failures.py")
     assert_clean(at)
@@ -414,6 +450,50 @@ def test_failures_gallery_and_details(env):
     assert not at.exception
     cards = [m.value for m in at.markdown if "labelled **" in m.value]
     assert cards and all(":material/check:" in card for card in cards)
+
+
+def _two_survey_report(assets, tmp_path) -> Path:
+    """The tiny model with its test report made a two-survey one whose 'gz2' images are not on
+    this machine: the first four of the report's own failure and uncertain lists are gz2's."""
+    model = tmp_path / "two_surveys"
+    shutil.copytree(assets["model"], model)
+    report_path = report_dir(model, "test") / REPORT_FILE
+    report = json.loads(report_path.read_text())
+    listed = {r["objid"] for r in report["confident_failures"][:4]
+              + report["uncertain_successes"][:4]}
+    for row in [*report["predictions"], *report["confident_failures"],
+                *report["uncertain_successes"]]:
+        row["source"] = "gz2" if row["objid"] in listed else "gz1"
+        row["image"] = f"{row['source']}/{row['image']}"
+    report["image_dirs"] = {"gz1": str(assets["images"]), "gz2": str(tmp_path / "gz2_gone")}
+    report_path.write_text(json.dumps(report))
+    return model
+
+
+def test_failures_shows_the_galaxies_that_are_here_when_a_survey_is_missing(
+        env, assets, tmp_path, monkeypatch):
+    """A fresh clone has GZ1's images and not GZ2's: the lists are made again from the galaxies
+    that can be shown, instead of an empty page."""
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(_two_survey_report(assets, tmp_path)))
+    at = app("pages/failures.py")
+    at.segmented_control(key="failures_set").set_value("uncertain").run()
+    assert_clean(at)
+    assert any("The gz2 images are not on this machine" in c.value for c in at.caption), texts(at)
+    assert at.image, texts(at)  # cards of gz1 galaxies
+    assert not at.info, [i.value for i in at.info]  # not "No galaxies match these filters."
+
+
+def test_evaluate_cell_lists_only_galaxies_that_are_here(env, assets, tmp_path, monkeypatch):
+    model = _two_survey_report(assets, tmp_path)
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
+    at = app("pages/evaluate.py")
+    assert_clean(at)
+    said = [c.value for c in at.caption if "whose images are not on this machine" in c.value]
+    assert said and "come from gz2" in said[0]
+    listed = [d.value for d in at.dataframe if "objid" in d.value.columns][0]
+    report = json.loads((report_dir(model, "test") / REPORT_FILE).read_text())
+    gz1 = {r["objid"] for r in report["predictions"] if r["source"] == "gz1"}
+    assert set(listed["objid"]) <= gz1
 
 
 def test_failures_without_images_says_how_to_configure(env, assets, tmp_path, monkeypatch):

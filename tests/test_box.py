@@ -58,7 +58,8 @@ def test_find_candidates_lists_both_galaxies_finders_choice_first():
     centres = sorted((g.x, g.y) for g in found)
     for (x, y), (cx, cy) in zip(centres, (LEFT, RIGHT)):
         assert abs(x - cx) < 3 and abs(y - cy) < 3
-    assert reasons_to_ask(found) == ["2 bright sources", "the galaxy is off-centre"]
+    assert reasons_to_ask(found) == ["the picture holds 2 bright sources",
+                                     "the galaxy is off-centre"]
 
 
 def test_one_centred_galaxy_is_not_asked_about():

@@ -144,7 +144,8 @@ def screenshot(page, name: str, folder: Path = DOCS, max_height: int = 2200) -> 
 
 HEADLINE = re.compile(r"(Spiral|Elliptical) \(confident: [\d.]+%\)|Probably (spiral|elliptical) "
                       r"\(\d+%\)|Unsure: perhaps (spiral|elliptical) \(\d+%\)|This does not look "
-                      r"like a galaxy image")
+                      r"like a galaxy image|This may be a galaxy, but not framed like the survey "
+                      r"pictures the network knows")
 """The Classify page's answer line, in every wording band of dashboard/verdict.py."""
 
 
@@ -158,8 +159,10 @@ def upload_and_wait(page, path: Path) -> str:
     page.wait_for_function(
         "() => { const i = document.querySelector('img[alt=\"Grad-CAM overlay\"]');"
         " return i && i.complete && i.naturalWidth > 0; }", timeout=SLOW)
-    return answer.inner_text().replace("check_circle", "").replace("help", "").replace(
-        "block", "").strip()
+    text = answer.inner_text()
+    for icon in ("check_circle", "help", "block", "crop"):  # Material icon names, as text
+        text = text.replace(icon, "")
+    return text.strip()
 
 
 def wait_for_maps(page) -> None:
@@ -231,8 +234,8 @@ def test_screenshots_of_classify_evaluate_failures(server, page, galaxy_png):
     page.get_by_text("Reliability", exact=True).wait_for(timeout=SLOW)
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=SLOW)
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.get_by_text("Spread across splits").wait_for(timeout=SLOW)
-    screenshot(page, "evaluate.png", max_height=3000)  # down to the spread across splits
+    page.get_by_text("Accepting only confident answers").wait_for(timeout=SLOW)
+    screenshot(page, "evaluate.png", max_height=3000)  # down to the confident answers
     # A row of the matrix-cell list opens the galaxy's dialog.
     page.get_by_text("List the galaxies in one cell of the matrix").click()
     click_first_row(page, page.locator('[data-testid="stExpander"] '

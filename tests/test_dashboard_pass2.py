@@ -214,7 +214,7 @@ def test_spiral_fraction_control(env):
     control = at.selectbox(key="classify_prior")
     assert control.value == "alone"
     assert "Estimate it from this batch" not in control.options, "3 images are too few"
-    assert "artefact of the GZ1 subset" in texts(at)
+    assert "artefact of how the Galaxy Zoo training sets were assembled" in texts(at)
     at_half = batch_view(at).value.set_index("path")["p_spiral"]
 
     control.set_value("train").run()

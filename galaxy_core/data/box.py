@@ -213,7 +213,7 @@ def reasons_to_ask(candidates: Sequence[GalaxyBox]) -> list[str]:
         return []
     reasons = []
     if len(candidates) > 1:
-        reasons.append(f"{len(candidates)} bright sources")
+        reasons.append(f"the picture holds {len(candidates)} bright sources")
     first = candidates[0]
     if first.offset > OFF_CENTRE:
         reasons.append("the galaxy is off-centre")

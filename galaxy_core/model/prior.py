@@ -2,7 +2,8 @@
 the spiral fraction of a batch estimated from the model's own probabilities.
 
 A calibrated probability is calibrated for the mix it was calibrated on: here the validation
-split, 26% spirals, an artefact of how the GZ1 subset was assembled. A Hubble gallery, a deeper
+split, 39% spirals for the shipped model (GZ1 with GZ2's confident classes), an artefact of how
+those sets were assembled. A Hubble gallery, a deeper
 survey or a class quiz has another mix. When only the mix changes (label shift: a spiral still
 looks like a spiral), Bayes' rule moves every answer by the same factor on the odds, and the
 batch's own mix can be estimated by expectation-maximisation over its probabilities (Saerens,
