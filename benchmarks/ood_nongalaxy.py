@@ -38,7 +38,9 @@ from galaxy_core.model.ood import WARN_AT  # noqa: E402
 from galaxy_core.model.store import load_model  # noqa: E402
 from galaxy_core.predict.classify import classify_arrays, model_input  # noqa: E402
 from galaxy_core.predict.plausibility import (  # noqa: E402
+    WHOLE_FEATURES,
     look_at,
+    picture_findings,
     whole_frame,
     whole_frame_scores,
 )
@@ -61,13 +63,9 @@ def measure(loaded, items: list[tuple[str, bytes | Path]], survey: str = "auto")
         looks.append(look_at(image))
         frames.append(whole_frame(image, loaded.config.image_size))
     _, old = classify_arrays(loaded, np.stack(inputs))
-    whole = whole_frame_scores(loaded, np.stack(frames))
-    pixel = np.array([look.score for look in looks])
-    picture = np.minimum(np.maximum(pixel, whole / WARN_AT), 10.0)
-    failed = [look.failed() + (["whole-picture features"] if w > WARN_AT else [])
-              for look, w in zip(looks, whole)]
+    picture, failed = picture_findings(loaded, looks, np.stack(frames))
     return {"names": names, "old": old, "picture": picture, "new": np.maximum(old, picture),
-            "whole": whole, "failed": failed}
+            "failed": failed}
 
 
 def _quantiles(values: np.ndarray) -> str:
@@ -113,7 +111,7 @@ def training_check(loaded, prepared, split: int) -> None:
         qs = " ".join(f"{np.percentile(values, q):6.3f}" for q in (0, 0.1, 1, 50, 99, 99.9, 100))
         print(f"  {key:14s} {qs}")
     print(f"  found {sum(x.found for x in looks)}, flat sky {sum(x.flat_sky for x in looks)}")
-    failed = [x.failed() + (["whole-picture features"] if w > WARN_AT else [])
+    failed = [x.failed() + ([WHOLE_FEATURES] if w > WARN_AT else [])
               for x, w in zip(looks, whole)]
     counts = Counter(check for f in failed for check in f)
     n_bad = sum(bool(f) for f in failed)

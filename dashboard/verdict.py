@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from galaxy_core.io_utils import inert_cell
 from galaxy_core.predict.classify import Prediction
+from galaxy_core.predict.plausibility import MATCHED_FEATURES
 
 CONFIDENT_AT = 0.9
 """Confidence from which an answer is stated plainly ("Spiral")."""
@@ -49,8 +50,8 @@ FINDING_WORDS = {
                      "frame",
     "bright sky": "the sky around the source is bright, where a survey cutout's is dark",
     "off centre": "the brightest source is far from the middle of the picture",
-    "features after matching": "even cropped to the source found, it looks unlike the SDSS "
-                               "galaxies the network learned from",
+    MATCHED_FEATURES: "even cropped to the source found, it looks unlike the SDSS galaxies "
+                      "the network learned from",
 }
 """The findings of :mod:`galaxy_core.predict.plausibility` that leave a galaxy possible, in
 words (:data:`~galaxy_core.predict.plausibility.FRAMING_CHECKS` and ``MATCHED_FEATURES``)."""

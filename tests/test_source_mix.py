@@ -15,19 +15,23 @@ from galaxy_core.train.mix import (class_weights, draw_weights, loss_weights, re
 
 
 def _part(per_source: dict[str, tuple[int, int]]) -> Part:
-    """A part with ``(ellipticals, spirals)`` rows per source, images named ``source/i.jpg``."""
-    names, labels = [], []
+    """A part with ``(ellipticals, spirals)`` rows per source, as ``galaxy prepare`` writes
+    them: images named ``source/i.jpg`` and a ``source`` column (none for source "")."""
+    names, labels, sources = [], [], []
     for source, (ell, spi) in per_source.items():
         for label, count in ((0, ell), (1, spi)):
             names += [f"{source}/{len(names) + i}.jpg" if source else f"{len(names) + i}.jpg"
                       for i in range(count)]
             labels += [label] * count
+            sources += [source] * count
     table = pd.DataFrame({"objid": [str(i) for i in range(len(names))], "image": names})
+    if any(sources):
+        table["source"] = sources
     return Part(images=np.zeros((len(names), 2, 2, 3), np.uint8),
                 labels=np.asarray(labels, dtype=np.int64), table=table)
 
 
-def test_sources_come_from_the_image_names():
+def test_sources_come_from_the_prepared_table():
     part = _part({"gz1": (2, 1), "gz2": (1, 1)})
     assert row_sources(part).tolist() == ["gz1"] * 3 + ["gz2"] * 2
     assert set(row_sources(_part({"": (2, 2)}))) == {""}

@@ -18,10 +18,12 @@ from galaxy_core.errors import GalaxyError
 
 
 def row_sources(part: Part) -> np.ndarray:
-    """Each row's source name: the folder prefix of ``<source>/<file>`` image names, ``""`` for
-    a single-folder dataset (whose names have no prefix)."""
-    names = part.table["image"].astype(str)
-    return np.where(names.str.contains("/"), names.str.split("/").str[0], "").astype(str)
+    """Each row's source name: the ``source`` column ``galaxy prepare`` writes for a
+    multi-source dataset (:data:`~galaxy_core.data.prepared.DESCRIPTIVE_COLUMNS`), ``""`` for
+    a single-source one, which has none."""
+    if "source" not in part.table.columns:
+        return np.full(len(part), "", dtype=object).astype(str)
+    return part.table["source"].fillna("").astype(str).to_numpy()
 
 
 def draw_weights(part: Part, config: Config) -> np.ndarray | None:
