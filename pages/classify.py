@@ -468,9 +468,12 @@ def choose_region(name: str, where: pointing.Pointing) -> None:
         left, right = st.columns([1.6, 1])
         with left:
             box = parse_box(current) if current else None
+            # "stretch": the column's width. The component's "content" does not shrink a
+            # picture wider than the column (its CSS has no max-width): the right part was
+            # hidden under a scroll bar, at desktop width and more so on a phone.
             streamlit_image_coordinates(where.shown(box), key=keys["click"],
                                         click_and_drag=True, on_click=on_pick,
-                                        width="content", cursor="crosshair")
+                                        width="stretch", cursor="crosshair")
         with right:
             st.radio("Classify", choices, key=keys["choice"], on_change=on_choice,
                      format_func=lambda o: pointing.option_label(o, where, custom))
@@ -496,7 +499,8 @@ c1.image(upscale(pred.model_input), alt="Model input",
 with c2:
     cam_slot = st.empty()
     explain = st.segmented_control(
-        "Grad-CAM explains", list(loaded.classes), default=pred.label, key=f"explain_{shown}",
+        "Grad-CAM explains", list(loaded.classes), default=pred.label,
+        key=f"explain_{shown}_{pred.box}",  # per region: a new galaxy's map explains its answer
         help="Which class the heat map explains: by default the predicted one.") or pred.label
     with st.spinner("Computing Grad-CAM…"):
         cam = cam_overlay(loaded, models.model_key(loaded), pred.model_input,
