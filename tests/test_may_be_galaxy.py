@@ -97,3 +97,20 @@ def test_galaxy_predict_says_how_many_flagged_inputs_may_be_galaxies(shipped, tm
     assert "warning: 2 input(s) look unlike the training galaxies" in err
     assert "1 of them may well be galaxies framed unlike a survey cutout" in err
     assert "--box" in err
+
+
+def test_decide_applies_the_limits_it_is_given():
+    """The fit (benchmarks/fit_picture_limits.py) tries other limits on measured pictures: the
+    same measurements must pass or fail by the limits passed, features included."""
+    from dataclasses import replace
+
+    from galaxy_core.predict.plausibility import LIMITS, PictureLook, decide
+
+    look = PictureLook(found=True, offset=0.40, sky=3.0, dark_border=0.95, flat_sky=False,
+                       fill=0.6, aspect=0.8)
+    assert decide(look, 0.5, 0.5) == ["off centre"]
+    assert decide(look, 0.5, 0.5, replace(LIMITS, max_offset=0.45)) == []
+    assert decide(look, 1.05, 0.5, replace(LIMITS, max_offset=0.45)) == []
+    assert decide(look, 1.2, 1.3, replace(LIMITS, max_offset=0.45)) == [WHOLE_FEATURES,
+                                                                         MATCHED_FEATURES]
+    assert decide(look, None, None, replace(LIMITS, whole_features=0.5)) == ["off centre"]

@@ -24,8 +24,7 @@ from galaxy_core.errors import GalaxyError, NotAnImageError
 from galaxy_core.model.ood import WARN_AT
 from galaxy_core.predict.inputs import ESCAPED_NOTE, Entry, printable
 from galaxy_core.predict.plausibility import (
-    FRAMING_CHECKS,
-    MATCHED_FEATURES,
+    MAY_BE_GALAXY,
     PictureLook,
     look_at,
     whole_frame,
@@ -78,9 +77,8 @@ class Prediction:
         """Flagged only for being framed unlike a survey cutout (or for the galaxy found being
         unlike the training ones): a galaxy photographed otherwise, as a press picture is,
         rather than a picture that is not of the sky
-        (:data:`~galaxy_core.predict.plausibility.FRAMING_CHECKS`)."""
-        allowed = FRAMING_CHECKS | {MATCHED_FEATURES}
-        return self.unusual and bool(self.findings) and set(self.findings) <= allowed
+        (:data:`~galaxy_core.predict.plausibility.MAY_BE_GALAXY`)."""
+        return self.unusual and bool(self.findings) and set(self.findings) <= MAY_BE_GALAXY
 
     def accepted(self, threshold: float) -> bool:
         """Whether this answer may be taken without a human look: confident enough by a
