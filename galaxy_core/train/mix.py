@@ -56,13 +56,18 @@ def class_weights(labels: np.ndarray, n_classes: int = len(CLASSES),
     return total / (n_classes * np.maximum(counts, 1e-12 if draws is not None else 1))
 
 
+def _balanced_weights(part: Part, config: Config, on_draws: bool) -> np.ndarray:
+    if config.balance != "weights":
+        return np.ones(len(CLASSES), dtype=np.float32)
+    draws = draw_weights(part, config) if on_draws else None
+    return class_weights(part.labels, draws=draws).astype(np.float32)
+
+
 def loss_weights(part: Part, config: Config) -> np.ndarray:
     """The per-class loss weights a run trains with: balanced on the drawn mix for
     ``balance="weights"``, equal otherwise. The release step undoes them (a prior shift), so it
     asks here too."""
-    if config.balance != "weights":
-        return np.ones(len(CLASSES), dtype=np.float32)
-    return class_weights(part.labels, draws=draw_weights(part, config)).astype(np.float32)
+    return _balanced_weights(part, config, on_draws=True)
 
 
 def release_weights(part: Part, config: Config) -> np.ndarray:
@@ -70,9 +75,7 @@ def release_weights(part: Part, config: Config) -> np.ndarray:
     prior_correction`) takes the trained network to the training part's own class mix: the
     balanced weights of its raw counts when the run balanced classes by loss weights, ones
     otherwise (as before source weights existed)."""
-    if config.balance != "weights":
-        return np.ones(len(CLASSES), dtype=np.float32)
-    return class_weights(part.labels).astype(np.float32)
+    return _balanced_weights(part, config, on_draws=False)
 
 
 def sample_probabilities(part: Part, config: Config) -> np.ndarray | None:
