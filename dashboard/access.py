@@ -24,6 +24,14 @@ through the teacher link's query parameter, is taken out of the address at once 
 this tab's ``st.session_state`` (the server's memory of the tab): nothing in the address bar
 or the history opens the class again, and a reload on another computer asks for the bookmarked
 teacher link again. The local computer needs no secret at all.
+
+``GALAXY_LOCAL_ADDRESSES`` (for tests): a comma-separated list of addresses; when it is set,
+only those of this machine's addresses count as the local computer (``127.0.0.1`` and ``::1``,
+which Streamlit reports as no address at all, always do). It can only narrow the rule above,
+never make another computer local; unset (the default), the rule is as above.
+tests/test_classroom_two_computers.py sets it to ``127.0.0.1`` so that a browser whose
+connection really comes from ``127.0.0.2`` (through a forwarder in the test) stands for a
+student's laptop.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import streamlit as st
 from galaxy_core.classroom.limits import VisitorQuota
 
 TRAINING_ENV = "GALAXY_ALLOW_TRAINING"
+LOCAL_ENV = "GALAXY_LOCAL_ADDRESSES"  # for tests: only these of the machine's own addresses
 TEACHER_KEYS = "teacher_keys"  # session key: the teacher keys this tab was given
 TrainingMode = Literal["off", "teachers", "everyone"]
 
@@ -80,11 +89,24 @@ def is_local_address(address: str | None) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return True
     if ip.is_unspecified or ip.is_multicast:
         return False
-    return _own_address(ip)
+    if not (ip.is_loopback or _own_address(ip)):
+        return False
+    only = os.environ.get(LOCAL_ENV)
+    return only is None or ip in _addresses(only)
+
+
+def _addresses(text: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of a ``GALAXY_LOCAL_ADDRESSES`` value (what does not read as one is left
+    out, which only narrows the local computer further)."""
+    found = set()
+    for part in text.split(","):
+        try:
+            found.add(ipaddress.ip_address(part.strip()))
+        except ValueError:
+            continue
+    return found
 
 
 def is_local() -> bool:

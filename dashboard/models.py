@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import paths
+from dashboard import access, paths
 from dashboard.ui import one_line
 from galaxy_core import locations
 from galaxy_core.errors import GalaxyError
@@ -99,15 +99,16 @@ def sidebar_selector() -> ModelChoice | None:
         if not choices:
             st.session_state.pop(PATH_KEY, None)
             st.warning("No shipped model yet: train one on the Train page.")
-            st.caption(f"Looked for {paths.show(locations.model_dir())} and finished runs in "
-                       f"{paths.show(locations.runs_dir())}.")
+            st.caption(f"Looked for {access.shown_path(locations.model_dir(), 'a model')} "
+                       "and finished runs in "
+                       f"{access.shown_path(locations.runs_dir(), 'the runs folder')}.")
             return None
         labels = [c.label for c in choices]
         if st.session_state.get(SELECT_KEY) not in labels:
             st.session_state[SELECT_KEY] = labels[0]
+        runs = access.shown_path(locations.runs_dir(), "the runs folder")  # path: local only
         label = st.selectbox("Model", labels, key=SELECT_KEY,
-                             help="The shipped model and every finished run in "
-                                  f"{paths.show(locations.runs_dir())}.")
+                             help=f"The shipped model and every finished run in {runs}.")
         choice = choices[labels.index(label)]
         st.session_state[PATH_KEY] = str(choice.path)
         meta = read_meta(choice)

@@ -169,6 +169,26 @@ def test_is_local_address(address, local):
     assert is_local_address(address) is local
 
 
+@pytest.mark.parametrize("only,address,local", [
+    (None, "127.0.0.2", True),                      # unset: every loopback address is local
+    ("127.0.0.1", "127.0.0.2", False),              # narrowed, as the two-computer test runs
+    ("127.0.0.1", None, True),                      # Streamlit's 127.0.0.1 and ::1
+    ("127.0.0.1, 127.0.0.2", "127.0.0.2", True),
+    (ELSEWHERE, ELSEWHERE, False),                  # it never makes another computer local
+    ("", "127.0.0.1", False), ("not an address", "127.0.1.1", False),
+])
+def test_local_addresses_can_only_be_narrowed(monkeypatch, only, address, local):
+    """GALAXY_LOCAL_ADDRESSES (for tests) narrows which of this machine's addresses are the
+    local computer; it cannot widen them."""
+    from dashboard.access import LOCAL_ENV, is_local_address
+
+    if only is None:
+        monkeypatch.delenv(LOCAL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOCAL_ENV, only)
+    assert is_local_address(address) is local
+
+
 def test_this_computers_own_network_address_is_local():
     from dashboard.access import is_local_address
     from dashboard.classroom import lan_address
@@ -372,12 +392,15 @@ def test_a_reloaded_student_comes_back_when_the_teacher_lets_them_in(env, lesson
 def test_the_sidebar_shows_the_data_folder_only_on_the_local_computer(env, lesson, monkeypatch):
     from dashboard import access
 
+    runs = str(env["GALAXY_RUNS_DIR"])
     local = page(TEACHER)
     assert any(c.value.startswith("Data:") for c in local.sidebar.caption)
+    assert runs in local.sidebar.selectbox[0].help
     monkeypatch.setattr(access, "client_ip", lambda: ELSEWHERE)
     teacher = page(TEACHER, **{"class": lesson["info"].teacher_key})
     clean(teacher)
     assert not [c for c in teacher.sidebar.caption if c.value.startswith("Data:")]
+    assert runs not in teacher.sidebar.selectbox[0].help  # the model selector's tooltip
     model = str(env["GALAXY_MODEL_DIR"])
     assert model not in everything(teacher) and env["GALAXY_MODEL_DIR"].name not in \
         everything(teacher)
