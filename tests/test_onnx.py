@@ -298,6 +298,55 @@ def test_an_int8_file_model_json_does_not_vouch_for_is_refused(tiny, tiny_prepar
         use_backend(loaded, "onnx-int8")
 
 
+def _with_ood_reference(folder: Path, prepared: Path) -> Path:
+    """``folder`` given a float OOD reference fitted as the release step fits one."""
+    from galaxy_core.data.cache import load_framed_part
+    from galaxy_core.model.ood import fit_ood, save_ood
+
+    loaded = load_model(folder)
+    data = open_prepared(prepared)
+    parts = {name: load_framed_part(data, loaded.config, 0, name) for name in ("train", "val")}
+    feats = {name: run_network(loaded.model, part.images, TINY.mean, TINY.std,
+                               features=True).features for name, part in parts.items()}
+    state, _ = fit_ood(feats["train"], parts["train"].labels, feats["val"], parts["val"].images)
+    save_ood(folder, state)
+    return folder
+
+
+def test_int8_gets_its_own_ood_reference_and_a_tampered_one_is_refused(
+        tiny, tiny_prepared, tmp_path, monkeypatch) -> None:
+    from galaxy_core.model.onnx_network import INT8_OOD_FILE
+
+    folder = _with_ood_reference(_copy(tiny, tmp_path), tiny_prepared)
+    monkeypatch.setattr(onnx_export, "MAX_MOVE_POINTS", 100.0)
+    monkeypatch.setattr(onnx_export, "MAX_OOD_MOVE_POINTS", 100.0)
+    record = export_onnx(folder, open_prepared(tiny_prepared), calibration_count=8)
+    ood = record["int8"]["gate"]["ood"]
+    assert ood["n"] == 8 and set(ood["flagged"]) == {"fp32", "int8"} and ood["passed"]
+    reference = record["int8"]["ood_reference"]
+    assert reference["sha256"] == file_sha256(folder / INT8_OOD_FILE)
+    loaded = load_model(folder)
+    on_int8 = use_backend(loaded, "onnx-int8")
+    assert not np.array_equal(on_int8.ood["class_means"], loaded.ood["class_means"])
+    assert use_backend(loaded, "onnx").ood is loaded.ood  # float engines keep the float one
+    (folder / INT8_OOD_FILE).write_bytes((folder / INT8_OOD_FILE).read_bytes() + b" ")
+    with pytest.raises(ModelLoadError, match="not the int8 OOD reference"):
+        use_backend(load_model(folder), "onnx-int8")
+
+
+def test_an_int8_file_whose_ood_warning_moves_too_far_is_not_kept(
+        tiny, tiny_prepared, tmp_path, monkeypatch) -> None:
+    from galaxy_core.model.onnx_network import INT8_OOD_FILE
+
+    folder = _with_ood_reference(_copy(tiny, tmp_path), tiny_prepared)
+    monkeypatch.setattr(onnx_export, "MAX_MOVE_POINTS", 100.0)
+    monkeypatch.setattr(onnx_export, "MAX_OOD_MOVE_POINTS", -1.0)  # no warning can agree
+    record = export_onnx(folder, open_prepared(tiny_prepared), calibration_count=8)
+    assert record["int8"]["kept"] is False and record["int8"]["gate"]["ood"]["passed"] is False
+    assert not (folder / INT8_FILE).exists() and not (folder / INT8_OOD_FILE).exists()
+    assert "ood_reference" not in record["int8"]
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("file", "../../elsewhere.onnx", "onnx.int8.file"),
     ("kept", "yes", "onnx.int8.kept"),
@@ -354,6 +403,14 @@ def test_shipped_int8_file_when_present_is_vouched_for_by_model_json() -> None:
     assert (SHIPPED / INT8_FILE).stat().st_size < 30 * 2**20
     gate = loaded.meta["onnx"]["int8"]["gate"]
     assert all(abs(v) <= gate["max_move_points"] for v in gate["move_points"].values())
+    from galaxy_core.model.onnx_network import INT8_OOD_FILE
+    from galaxy_core.predict.backend import int8_ood
+
+    reference = loaded.meta["onnx"]["int8"].get("ood_reference")
+    if reference is not None:  # int8 scored on its own OOD reference, vouched for
+        assert reference["sha256"] == file_sha256(SHIPPED / INT8_OOD_FILE)
+        assert gate["ood"]["passed"] and abs(gate["ood"]["move_points"]) <= 1.0
+        assert int8_ood(loaded) is not loaded.ood
 
 
 # --- real data ---------------------------------------------------------------------------------

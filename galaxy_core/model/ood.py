@@ -112,16 +112,18 @@ def ood_scores(features: np.ndarray, state: dict[str, np.ndarray],
     return scores
 
 
-def save_ood(folder: Path, state: dict[str, np.ndarray]) -> None:
+def save_ood(folder: Path, state: dict[str, np.ndarray], name: str = OOD_FILE) -> Path:
     # safetensors writes the raw buffer: a Fortran-ordered array (PCA components are) would come
     # back transposed-scrambled, so make every array C-contiguous first.
     state = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    atomic_write(Path(folder) / OOD_FILE, lambda f: f.write(save(state)))
+    path = Path(folder) / name
+    atomic_write(path, lambda f: f.write(save(state)))
+    return path
 
 
-def load_ood(folder: Path) -> dict[str, np.ndarray] | None:
+def load_ood(folder: Path, name: str = OOD_FILE) -> dict[str, np.ndarray] | None:
     """The stored reference, None when the folder has none; a damaged file is refused."""
-    path = Path(folder) / OOD_FILE
+    path = Path(folder) / name
     if not path.is_file():
         return None
     try:

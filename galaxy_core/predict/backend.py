@@ -35,8 +35,9 @@ from galaxy_core.model.folder import (META_FILE, WEIGHTS_FILE, ModelInfo, info_f
                                       read_model_folder)
 from galaxy_core.model.meta_schema import check_ood
 from galaxy_core.model.network import Network
-from galaxy_core.model.ood import OOD_FILE
-from galaxy_core.model.onnx_network import (INT8_FILE, ONNX_FILE, ONNX_KEY, OnnxNetwork,
+from galaxy_core.model.ood import OOD_FILE, load_ood
+from galaxy_core.model.onnx_network import (INT8_FILE, INT8_OOD_FILE, ONNX_FILE, ONNX_KEY,
+                                            OnnxNetwork,
                                             file_sha256, load_onnx_network,
                                             onnxruntime_available, require_onnxruntime)
 
@@ -91,9 +92,26 @@ def use_backend(loaded: ModelInfo, name: str = "torch", note: Note | None = None
                               "galaxy_core.model.store.load_model")
         return BackendModel(**base, model=module, network=None, backend="torch")
     network = _int8(loaded, threads) if name == "onnx-int8" else _fp32(loaded, threads, say)
-    if loaded.ood is not None:
-        check_ood(loaded.ood, network.n_features, loaded.path / OOD_FILE)
+    if name == "onnx-int8":
+        base["ood"] = int8_ood(loaded)
+    if base["ood"] is not None:
+        check_ood(base["ood"], network.n_features, loaded.path / OOD_FILE)
     return BackendModel(**base, model=module, network=network, backend=name)
+
+
+def int8_ood(loaded: ModelInfo) -> dict | None:
+    """The OOD reference the int8 engine scores with: its own
+    (:data:`~galaxy_core.model.onnx_network.INT8_OOD_FILE`, fitted on the int8 network's
+    features) when ``model.json`` vouches for it, else the float one (a folder exported before
+    int8 had its own). A file that is not the one recorded is refused, never used."""
+    record = loaded.meta.get(ONNX_KEY, {}).get("int8", {}).get("ood_reference")
+    if not record or loaded.ood is None:
+        return loaded.ood
+    path = loaded.path / INT8_OOD_FILE
+    if not path.is_file() or record.get("sha256") != file_sha256(path):
+        raise ModelLoadError(f"{path} is not the int8 OOD reference model.json records; run "
+                             "galaxy export MODEL --onnx --data PREPARED again")
+    return load_ood(loaded.path, INT8_OOD_FILE)
 
 
 def _check_name(name: str) -> None:

@@ -161,7 +161,16 @@ def _onnx_lines(meta: dict[str, Any], model_dir: Path) -> list[str]:
               f"moved by {gate.get('mean_abs_diff_p_spiral', float('nan')):.4f} on average, at "
               f"most {gate.get('max_abs_diff_p_spiral', float('nan')):.3f}."]
     ood = gate.get("ood")
-    if ood:
+    if ood and "flagged" in ood:
+        flagged = ood["flagged"]
+        lines[-1] += (f" The OOD warning, int8 scored on its own reference "
+                      f"(`{ood.get('reference')}`, fitted on the int8 network's features of the "
+                      f"training galaxies), flags {_pct(flagged.get('int8'))} of the test "
+                      f"galaxies against the float network's {_pct(flagged.get('fp32'))} (a "
+                      f"move of {ood.get('move_points', float('nan')):+.2f} points; at most "
+                      f"{ood.get('max_move_points')} allowed), the same warning for "
+                      f"{_pct(ood.get('same_warning'))} of them.")
+    elif ood:
         lines[-1] += (f" The OOD warning agreed for {_pct(ood.get('same_warning'))} (score moved "
                       f"by at most {ood.get('max_abs_diff', float('nan')):.3f}).")
     lines += ["", f"The int8 file is {verdict} (`galaxy predict --backend onnx-int8`, or `auto`). "

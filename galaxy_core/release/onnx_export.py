@@ -34,14 +34,18 @@ from galaxy_core.io_utils import atomic_write, read_json, write_json
 from galaxy_core.model.build import classifier_layer
 from galaxy_core.model.calibrated import calibrated_probabilities
 from galaxy_core.model.inference import run_network
-from galaxy_core.model.ood import WARN_AT, ood_scores
-from galaxy_core.model.onnx_network import (INPUT_NAME, INT8_FILE, ONNX_FILE, ONNX_KEY,
+from galaxy_core.model.ood import WARN_AT, fit_ood, ood_scores, save_ood
+from galaxy_core.model.onnx_network import (INPUT_NAME, INT8_FILE, INT8_OOD_FILE, ONNX_FILE,
+                                            ONNX_KEY,
                                             OUTPUT_NAMES, SOURCE_KEY, file_sha256,
                                             load_onnx_network, require_onnxruntime)
 from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
 from galaxy_core.release.model_card import write_model_card
 
 MAX_MOVE_POINTS = 0.5
+MAX_OOD_MOVE_POINTS = 1.0
+"""Largest move (points) of the share of test galaxies the int8 network's OOD warning flags,
+against the float network's: more, and int8 answers would be warned about differently."""
 """The int8 file is kept when test accuracy and macro-F1 each move by at most this many
 percentage points from the float32 file's."""
 CALIBRATION_IMAGES = 256
@@ -275,6 +279,81 @@ def int8_gate(loaded: LoadedModel, fp32_path: Path, int8_path: Path, prepared: P
     return gate
 
 
+def int8_ood_reference(loaded: LoadedModel, network: Any, prepared: PreparedData, split: int,
+                       progress: Progress | None = None) -> tuple[dict[str, np.ndarray],
+                                                                  dict[str, Any]]:
+    """The OOD reference of ``network`` (the int8 one), fitted as the release step fits the
+    float one: on the features of the training galaxies, scaled by the validation galaxies'
+    (one view: a prediction's features come from its first view)."""
+    cfg = loaded.config
+    features, parts = {}, {}
+    for part in ("train", "val"):
+        parts[part] = load_framed_part(prepared, cfg, split, part)
+        step = (lambda done, total, part=part: progress(f"int8 OOD reference: {part}", done,
+                                                        total)) if progress else None
+        features[part] = run_network(network, parts[part].images, cfg.mean, cfg.std, tta=False,
+                                     views=1, features=True, progress=step).features
+    return fit_ood(features["train"], parts["train"].labels, features["val"],
+                   parts["val"].images)
+
+
+def ood_agreement(loaded: LoadedModel, fp32: Any, int8: Any, int8_ood: dict[str, np.ndarray],
+                  images: np.ndarray) -> dict[str, Any]:
+    """How the int8 network's OOD warning, on its own reference, compares with the float
+    network's on ``images`` (one view); ``passed`` when the share flagged moves by at most
+    :data:`MAX_OOD_MOVE_POINTS` points."""
+    cfg = loaded.config
+    warn = float(loaded.meta.get("ood", {}).get("warn_at", WARN_AT))
+    scores = {}
+    for name, network, state in (("fp32", fp32, loaded.ood), ("int8", int8, int8_ood)):
+        out = run_network(network, images, cfg.mean, cfg.std, tta=False, views=1,
+                          features=True)
+        scores[name] = ood_scores(out.features, state, images) > warn
+    flagged = {name: float(np.mean(flags)) for name, flags in scores.items()}
+    move = 100 * (flagged["int8"] - flagged["fp32"])
+    return {"reference": INT8_OOD_FILE, "n": len(images), "flagged": flagged,
+            "move_points": move, "max_move_points": MAX_OOD_MOVE_POINTS,
+            "same_warning": float(np.mean(scores["fp32"] == scores["int8"])),
+            "passed": abs(move) <= MAX_OOD_MOVE_POINTS}
+
+
+def refit_int8_ood(folder: str | Path, prepared: PreparedData, split: int | None = None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Give a folder whose int8 file passed the accuracy gate before int8 had its own OOD
+    reference (:data:`INT8_OOD_FILE`) one: fit it, measure the warning against the float
+    network's on the test part, and record both in ``model.json``. The int8 file and its
+    accuracy gate are left as they are; a reference that fails the OOD check is not kept (the
+    int8 engine then keeps using the float reference, as before)."""
+    loaded = load_model(folder)
+    record = loaded.meta.get(ONNX_KEY, {})
+    if not record.get("int8", {}).get("kept") or not (loaded.path / INT8_FILE).is_file():
+        raise GalaxyError(f"{loaded.path} has no int8 file that passed its gate: run galaxy "
+                          "export MODEL --onnx --data PREPARED")
+    split = int(loaded.meta.get("training", {}).get("split", 0)) if split is None else split
+    int8 = load_onnx_network(loaded.path / INT8_FILE)
+    state, meta = int8_ood_reference(loaded, int8, prepared, split, progress)
+    test = load_framed_part(prepared, loaded.config, split, "test")
+    check = ood_agreement(loaded, load_onnx_network(export_fp32(loaded)), int8, state,
+                          test.images)
+    record["int8"]["gate"]["ood"] = check
+    _keep_int8_ood(loaded.path, record["int8"], state, meta, check["passed"])
+    record_onnx(loaded.path, record)
+    return record
+
+
+def _keep_int8_ood(folder: Path, int8_record: dict[str, Any], state: dict[str, np.ndarray],
+                   meta: dict[str, Any], keep: bool) -> None:
+    """Write the int8 OOD reference and vouch for it in the int8 record, or remove both."""
+    path = folder / INT8_OOD_FILE
+    if not keep:
+        path.unlink(missing_ok=True)
+        int8_record.pop("ood_reference", None)
+        return
+    save_ood(folder, state, INT8_OOD_FILE)
+    int8_record["ood_reference"] = {"file": INT8_OOD_FILE, "sha256": file_sha256(path),
+                                    "fitted_on": "train", **meta}
+
+
 def export_onnx(folder: str | Path, prepared: PreparedData | None = None,
                 split: int | None = None, calibration_count: int = CALIBRATION_IMAGES,
                 progress: Progress | None = None) -> dict[str, Any]:
@@ -303,6 +382,15 @@ def export_onnx(folder: str | Path, prepared: PreparedData | None = None,
         candidate = quantize_int8(fp32_path, Path(tmp) / INT8_FILE, images, loaded.config.mean,
                                   loaded.config.std)
         gate = int8_gate(loaded, fp32_path, candidate, prepared, split, progress)
+        ood_state = None
+        if loaded.ood is not None:
+            int8_network = load_onnx_network(candidate)
+            ood_state, ood_meta = int8_ood_reference(loaded, int8_network, prepared, split,
+                                                     progress)
+            test = load_framed_part(prepared, loaded.config, split, "test")
+            gate["ood"] = ood_agreement(loaded, load_onnx_network(fp32_path), int8_network,
+                                        ood_state, test.images)
+            gate["passed"] = gate["passed"] and gate["ood"]["passed"]
         size, sha = candidate.stat().st_size, file_sha256(candidate)
         if gate["passed"]:
             data = candidate.read_bytes()
@@ -313,6 +401,8 @@ def export_onnx(folder: str | Path, prepared: PreparedData | None = None,
                       "quantization": QUANTIZATION,
                       "calibration": {"part": "val", "split": split, "images": len(images)},
                       "gate": gate}
+    if ood_state is not None:
+        _keep_int8_ood(loaded.path, record["int8"], ood_state, ood_meta, gate["passed"])
     record_onnx(loaded.path, record)
     return record
 
