@@ -209,9 +209,9 @@ def start(address: str | None = None, num_cpus: int | None = None) -> str:
 def model_package(folder: Path, backend: str = "torch") -> dict[str, bytes]:
     """The model folder's own files (not its reports), to ship to workers that cannot read it:
     of the ONNX files only the one ``backend`` runs."""
-    from galaxy_core.model.onnx_network import INT8_FILE, ONNX_FILE
+    from galaxy_core.model.onnx_network import INT8_FILE, INT8_OOD_FILE, ONNX_FILE
 
-    unused = {"torch": {ONNX_FILE, INT8_FILE}, "onnx": {INT8_FILE},
+    unused = {"torch": {ONNX_FILE, INT8_FILE, INT8_OOD_FILE}, "onnx": {INT8_FILE, INT8_OOD_FILE},
               "onnx-int8": {ONNX_FILE}}.get(backend, set())
     return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())
             if p.is_file() and p.name not in unused and not p.name.startswith(".")}
