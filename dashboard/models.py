@@ -160,11 +160,15 @@ def load(choice: ModelChoice | None) -> LoadedModel | None:
         return None
     try:
         return _load(str(choice.path.resolve()), stamp(choice.path))
-    except GalaxyError as exc:
-        st.error(f"The model in {paths.show(choice.path)} cannot be loaded: {one_line(exc)}")
     except Exception as exc:  # a corrupt or foreign folder must not take the page down
-        st.error(f"The model in {paths.show(choice.path)} cannot be loaded "
-                 f"({type(exc).__name__}: {one_line(exc)})")
+        if not access.is_local():  # the reason names the server's files
+            st.error("The selected model cannot be loaded on the server; the computer running "
+                     "the dashboard shows why.")
+        elif isinstance(exc, GalaxyError):
+            st.error(f"The model in {paths.show(choice.path)} cannot be loaded: {one_line(exc)}")
+        else:
+            st.error(f"The model in {paths.show(choice.path)} cannot be loaded "
+                     f"({type(exc).__name__}: {one_line(exc)})")
     return None
 
 

@@ -23,7 +23,7 @@ from galaxy_core.classroom.names import skeleton
 from galaxy_core.classroom.store import ClassroomError, ClassroomStore
 from tests.test_app import assets, navigation_only, texts  # noqa: F401
 from tests.test_classroom import galaxies
-from tests.test_classroom_app import (STUDENT, TEACHER, answer_button, clean, create_class, env,  # noqa: F401
+from tests.test_classroom_app import (LEARN, STUDENT, TEACHER, answer_button, clean, create_class, env,  # noqa: F401
                                       join, lesson, page, shown)
 from tests.test_dashboard_hostile import DEAD_PID, launches, make_run, start_button  # noqa: F401
 
@@ -405,6 +405,24 @@ def test_the_sidebar_shows_the_data_folder_only_on_the_local_computer(env, lesso
     assert model not in everything(teacher) and env["GALAXY_MODEL_DIR"].name not in \
         everything(teacher)
     assert "model on the server" in everything(teacher)
+
+
+def test_a_broken_model_is_explained_only_on_the_local_computer(env, tmp_path, monkeypatch):
+    import shutil
+
+    from dashboard import access
+
+    folder = tmp_path / "broken_model"
+    shutil.copytree(env["GALAXY_MODEL_DIR"], folder)
+    (folder / "model.json").write_text("{ not json")
+    monkeypatch.setenv("GALAXY_MODEL_DIR", str(folder))
+    local = page(LEARN)
+    assert any(folder.name in e.value and "cannot be loaded" in e.value for e in local.error)
+    monkeypatch.setattr(access, "client_ip", lambda: ELSEWHERE)
+    elsewhere = page(LEARN)
+    assert not elsewhere.exception and elsewhere.error
+    assert folder.name not in everything(elsewhere) and "json" not in everything(elsewhere)
+    assert any("computer running the dashboard shows why" in e.value for e in elsewhere.error)
 
 
 def test_a_broken_classroom_file_is_named_only_on_the_local_computer(env, tmp_path, monkeypatch):
