@@ -137,7 +137,7 @@ def rates(records: list[dict], held: bool, limits: PictureLimits) -> dict[str, t
                         if r["group"] == group and r["held"] == held)
         n = sum(kinds.values())
         if n:
-            out[group] = (1 - kinds["accepted"] / n, kinds["not a galaxy"] / n)
+            out[group] = ((n - kinds["accepted"]) / n, kinds["not a galaxy"] / n)
     return out
 
 
@@ -146,12 +146,12 @@ def fit_whole_features(records: list[dict], step: float = 0.02, sdss_at_most: fl
     """The smallest whole-picture feature limit (from 1, in ``step``) at which the fit part's
     SDSS cutouts are flagged less than ``sdss_at_most`` of the time while every non-galaxy of
     the fit part that was flagged stays flagged."""
-    base = rates(records, False, limits)["nongalaxy"][0]
+    base = rates(records, False, limits).get("nongalaxy", (1.0, 0.0))[0]
     value = 1.0
     while value < 2.0:
         trial = replace(limits, whole_features=round(value, 4))
         fit = rates(records, False, trial)
-        if fit["sdss"][0] < sdss_at_most and fit["nongalaxy"][0] >= base:
+        if fit["sdss"][0] < sdss_at_most and fit.get("nongalaxy", (1.0, 0.0))[0] >= base:
             return trial
         value += step
     return limits
@@ -170,11 +170,12 @@ def search_framing(records: list[dict], limits: PictureLimits) -> PictureLimits:
     for off, sky, border in itertools.product(*FRAMING_GRID.values()):
         trial = replace(limits, max_offset=off, max_sky=sky, min_dark_border=border)
         fit = rates(records, False, trial)
-        if fit["nongalaxy"][0] < 1.0:
+        if fit.get("nongalaxy", (1.0, 0.0))[0] < 1.0:
             continue
         loosening = off / LIMITS.max_offset + sky / LIMITS.max_sky + (
             1 - LIMITS.min_dark_border) / (1 - border)
-        key = (round(fit["hubble"][0] + fit["tight"][0], 6), loosening)
+        galaxies = sum(fit.get(group, (0.0, 0.0))[0] for group in ("hubble", "tight"))
+        key = (round(galaxies, 6), loosening)
         if best is None or key < best[0]:
             best = (key, trial)
     return best[1] if best else limits
