@@ -100,7 +100,8 @@ def outcome(record: dict, limits: PictureLimits = LIMITS) -> str:
 
 
 def table(records: list[dict], held: bool) -> str:
-    lines = ["| group | pictures | accepted | may be a galaxy | not a galaxy | flagged | right label |",
+    lines = ["| group | pictures | accepted | may be a galaxy | not a galaxy | flagged "
+             "| right label |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for group in GROUPS:
         rows = [r for r in records if r["group"] == group and r["held"] == held]
