@@ -57,8 +57,8 @@ that fills a press frame, so a Hubble picture flagged this way is told it *may* 
 Flagged on purpose although they may show a galaxy: a grey, unsubtracted sky brighter than
 :attr:`PictureLimits.max_sky` (a light-polluted amateur frame) and a background clipped to pure
 black (some processed press images); both are unlike every training cutout, the label is still
-given, only with the warning. Not told apart: other astronomical pictures (a star, a planet, a deep field)
-whose centred source on a dark, noisy sky the network also maps near the galaxies.
+given, only with the warning. Not told apart: other astronomical pictures (a star, a planet, a
+deep field) whose centred source on a dark, noisy sky the network also maps near the galaxies.
 """
 
 from __future__ import annotations
