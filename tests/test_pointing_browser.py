@@ -8,8 +8,8 @@ ESA/Hubble press picture (heic0604h, a spiral and a bright star the page takes f
 is answered for the spiral once it is clicked.
 
 Screenshots for the manual (docs/dashboard.md): docs/choose_galaxy.png (desktop),
-docs/choose_galaxy_phone.png (phone) and docs/choose_galaxy_hubble.png, written there only when the server runs the shipped model
-(elsewhere, beside the server's log). With the tiny test model (a clone without the shipped
+docs/choose_galaxy_phone.png (phone) and docs/choose_galaxy_hubble.png, written there only when
+the server runs the shipped model (elsewhere, beside the server's log). With the tiny test model (a clone without the shipped
 model) the boxes are checked but not which class each galaxy gets. Needs ../shared/data
 (skipped when it is absent). Run alone with ``pytest -m browser``.
 """
