@@ -132,19 +132,35 @@ def verdict(label: str, confidence: float, unusual: bool = False,
 
 
 def unfamiliar_advice(findings: list[str], matched: bool = True) -> str:
-    """Why a flagged picture that may be a galaxy was flagged, and what to do about it.
+    """Why a flagged picture that may be a galaxy was flagged, and what to do about it, by
+    what flagged it.
 
-    Cropping is the advice that works: the framing checks look at the picture as given, so
-    survey matching (which the default ``auto`` already applied to every ESA/Hubble picture of
-    the development set) cannot clear them; it is offered only when it was off (``matched``
-    False)."""
+    Measured on the 18 flagged ESA/Hubble development pictures: a box round the galaxy the page
+    found cleared both that were flagged only for being off centre, and none of the 14 flagged
+    because the galaxy fills the frame or the sky is bright (the box is then the whole picture,
+    and no crop adds dark sky). So the advice for those is a wider picture, and cropping is
+    offered where it works. Survey matching cannot clear a framing check either (they look at
+    the picture as given; ``auto`` already matched every picture of that set): it is offered
+    only when it was off (``matched`` False)."""
     why = "; ".join(FINDING_WORDS[f] for f in findings if f in FINDING_WORDS)
-    match = ("" if matched else ", and set survey matching to **auto** so that the galaxy is "
+    steps = []
+    if "off centre" in findings:
+        steps.append("draw a box around the galaxy you mean where the page asks *Which "
+                     "galaxy?*, or crop the picture to the galaxy: the answer is then for it "
+                     "alone")
+    if {"bright border", "bright sky"} & set(findings):
+        steps.append("where the galaxy fills the picture or its sky is bright, no crop can "
+                     "add the dark sky a survey cutout has: a wider picture of the same "
+                     "galaxy, with dark sky all round, would be judged like one. The answer "
+                     "stays shown, but is not accepted without a look")
+    if not steps:
+        steps.append("crop the picture to the galaxy with some dark sky around it, or draw a "
+                     "box around it where the page asks *Which galaxy?*")
+    match = ("" if matched else "; and set survey matching to **auto** so that the galaxy is "
              "cut out and scaled as a survey would")
     return (f"Why: {why or 'it is framed unlike a survey cutout'}. The network learned from SDSS "
-            "cutouts with one galaxy in the middle of a dark sky. To get an answer you can "
-            "use, crop the picture to the galaxy with some dark sky around it, or draw a box "
-            f"around it where the page asks *Which galaxy?*{match}.")
+            "cutouts with one galaxy in the middle of a dark sky. What to do: "
+            + "; ".join(steps) + f"{match}.")
 
 
 def guess_line(label: str, confidence: float) -> str:

@@ -446,8 +446,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "1); treat their labels with caution", file=sys.stderr)
         if tally.framed:
             print(f"  {tally.framed} of them may well be galaxies framed unlike a survey cutout "
-                  "(filling the frame, a bright sky, off centre): crop each to its galaxy with "
-                  "some dark sky around it, or give --box", file=sys.stderr)
+                  "(filling the frame, a bright sky, off centre): an off-centre galaxy is "
+                  "answered alone with --box round it; a galaxy that fills its picture, only "
+                  "from a wider picture with dark sky all round",
+                  file=sys.stderr)
     if tally.skipped:
         print(f"{tally.skipped} entr{'y' if tally.skipped == 1 else 'ies'} in the folder(s) not "
               "images (their rows say 'skipped')", file=sys.stderr)

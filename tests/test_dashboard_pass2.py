@@ -176,7 +176,7 @@ def test_a_galaxy_framed_unlike_a_cutout_is_not_called_not_a_galaxy(env, monkeyp
     assert "This may be a galaxy" in headline(at)
     assert "This does not look like a galaxy image" not in headline(at)
     shown = texts(at)
-    assert words.FINDING_WORDS["bright border"] in shown and "crop the picture" in shown
+    assert words.FINDING_WORDS["bright border"] in shown and "wider picture" in shown
     assert "The network's guess, for what it is worth" in shown
     assert "Accepted at the" not in shown and "(confident" not in shown
 

@@ -81,6 +81,13 @@ def test_the_words_say_may_be_a_galaxy_why_and_what_to_do():
     assert words.FINDING_WORDS["off centre"] in advice
     assert "crop the picture to the galaxy" in advice and "survey matching" not in advice
     assert "survey matching to **auto**" in words.unfamiliar_advice([], matched=False)
+    # a box helps an off-centre galaxy; a galaxy that fills its frame needs a wider picture
+    # (measured on the flagged ESA/Hubble pictures: see unfamiliar_advice)
+    off = words.unfamiliar_advice(["off centre"])
+    assert "Which galaxy?" in off and "wider picture" not in off
+    filling = words.unfamiliar_advice(["bright sky"])
+    assert "wider picture" in filling and "crop the picture to the galaxy" not in filling
+    assert "crop the picture to the galaxy" in words.unfamiliar_advice(["features after matching"])
     # without may_be_galaxy a flagged input is still "not a galaxy"
     assert words.verdict("spiral", 0.99, unusual=True).headline == words.NOT_GALAXY_TEXT
 

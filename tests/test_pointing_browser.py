@@ -341,3 +341,45 @@ def test_a_hubble_picture_answers_for_the_galaxy_pointed_at(server, browser,  # 
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         context.close()
+
+
+FILLING = "heic0914b.jpg"
+"""An ESA/Hubble spiral that fills its frame (flagged for its bright border alone)."""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_hubble_galaxy_filling_its_frame_may_be_a_galaxy(server, browser, shared_data,  # noqa: F811
+                                                           viewport):
+    """Told it *may* be a galaxy, why (its edges are bright) and what would help (a wider
+    picture: no crop adds dark sky), never "not a galaxy"; the manual's
+    docs/classify_hubble.png at desktop width."""
+    path = shared_data / "hubble_dev" / FILLING
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    phone = viewport is PHONE
+    context = browser.new_context(viewport=viewport, device_scale_factor=2 if phone else 1,
+                                  is_mobile=phone, has_touch=phone)
+    page = context.new_page()
+    try:
+        page.goto(server["url"])
+        settle(page)
+        answer = upload_and_wait(page, path)
+        settle(page)
+        if server["shipped"]:
+            assert answer.startswith("This may be a galaxy"), answer
+            page.get_by_text("a wider picture of the same galaxy", exact=False).wait_for(
+                timeout=10_000)
+            page.get_by_text("the picture's edges are bright", exact=False).first.wait_for(
+                timeout=10_000)
+        assert "This does not look like a galaxy image" not in page.content()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        verdict = page.locator(".st-key-verdict").first.bounding_box()
+        assert verdict["x"] >= 0 and verdict["x"] + verdict["width"] <= viewport["width"] + 1
+        if not phone:
+            shots = DOCS if server["shipped"] else server["log"].parent
+            screenshot_from_answer(page, shots / "classify_hubble.png", 1000)
+        else:
+            screenshot_from_answer(page, server["log"].parent / "classify_hubble_phone.png",
+                                   PHONE["height"])
+    finally:
+        context.close()
