@@ -37,8 +37,7 @@ from galaxy_core.model.meta_schema import check_ood
 from galaxy_core.model.network import Network
 from galaxy_core.model.ood import OOD_FILE, load_ood
 from galaxy_core.model.onnx_network import (INT8_FILE, INT8_OOD_FILE, ONNX_FILE, ONNX_KEY,
-                                            OnnxNetwork,
-                                            file_sha256, load_onnx_network,
+                                            OnnxNetwork, file_sha256, load_onnx_network,
                                             onnxruntime_available, require_onnxruntime)
 
 if TYPE_CHECKING:
@@ -92,10 +91,13 @@ def use_backend(loaded: ModelInfo, name: str = "torch", note: Note | None = None
                               "galaxy_core.model.store.load_model")
         return BackendModel(**base, model=module, network=None, backend="torch")
     network = _int8(loaded, threads) if name == "onnx-int8" else _fp32(loaded, threads, say)
+    reference = OOD_FILE
     if name == "onnx-int8":
         base["ood"] = int8_ood(loaded)
-    if base["ood"] is not None:
-        check_ood(base["ood"], network.n_features, loaded.path / OOD_FILE)
+        if base["ood"] is not loaded.ood:
+            reference = INT8_OOD_FILE
+    if base["ood"] is not None:  # the file named in an error is the one the state came from
+        check_ood(base["ood"], network.n_features, loaded.path / reference)
     return BackendModel(**base, model=module, network=network, backend=name)
 
 

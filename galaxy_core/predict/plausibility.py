@@ -228,8 +228,9 @@ FRAMING_CHECKS = frozenset({"off centre", "bright border", "bright sky"})
 """The checks a real galaxy fails when it was photographed otherwise than as a survey cutout:
 it fills or overflows the frame (bright border, bright sky) or sits away from the middle. An
 input flagged by these alone, or by :data:`MATCHED_FEATURES`, may well be a galaxy, and is told
-so (crop to it, or draw a box round it), not called "not a galaxy": on the ESA/Hubble
-development set 14 of the 19 pictures flagged with the shipped model were flagged this way. The
+so (with what to do, by finding: ``dashboard.verdict.unfamiliar_advice``), not called "not a
+galaxy": on the ESA/Hubble development set 14 of the 18 pictures flagged with the shipped model
+and these limits were flagged this way. The
 other checks (no source, a noiseless sky, a streak, a sparse source, the whole picture's
 features) describe pictures that are not sky images at all."""
 

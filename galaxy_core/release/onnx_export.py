@@ -36,18 +36,17 @@ from galaxy_core.model.calibrated import calibrated_probabilities
 from galaxy_core.model.inference import run_network
 from galaxy_core.model.ood import WARN_AT, fit_ood, ood_scores, save_ood
 from galaxy_core.model.onnx_network import (INPUT_NAME, INT8_FILE, INT8_OOD_FILE, ONNX_FILE,
-                                            ONNX_KEY,
-                                            OUTPUT_NAMES, SOURCE_KEY, file_sha256,
+                                            ONNX_KEY, OUTPUT_NAMES, SOURCE_KEY, file_sha256,
                                             load_onnx_network, require_onnxruntime)
 from galaxy_core.model.store import META_FILE, WEIGHTS_FILE, LoadedModel, load_model
 from galaxy_core.release.model_card import write_model_card
 
 MAX_MOVE_POINTS = 0.5
+"""The int8 file is kept when test accuracy and macro-F1 each move by at most this many
+percentage points from the float32 file's."""
 MAX_OOD_MOVE_POINTS = 1.0
 """Largest move (points) of the share of test galaxies the int8 network's OOD warning flags,
 against the float network's: more, and int8 answers would be warned about differently."""
-"""The int8 file is kept when test accuracy and macro-F1 each move by at most this many
-percentage points from the float32 file's."""
 CALIBRATION_IMAGES = 256
 """Validation galaxies the int8 activation ranges are calibrated on: MinMax ranges settle within
 a few hundred images; more only costs time."""
