@@ -17,7 +17,6 @@ from PIL import Image
 from galaxy_core.data.box import Box
 from galaxy_core.model.calibrated import infer
 from galaxy_core.model.folder import ModelInfo
-from galaxy_core.model.ood import WARN_AT
 from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one place to import)
     Prediction,
     Prepared,
@@ -25,7 +24,7 @@ from galaxy_core.predict.framing import (  # noqa: F401  (re-exported: the one p
     framed_input,
     prepare_source,
 )
-from galaxy_core.predict.plausibility import MATCHED_FEATURES, picture_findings
+from galaxy_core.predict.plausibility import picture_findings
 
 
 def model_input(loaded: ModelInfo, image: Image.Image, survey: str = "auto") -> tuple[np.ndarray, bool]:
@@ -54,11 +53,7 @@ def finish_prepared(loaded: ModelInfo, prepared: list[Prepared], batch_size: int
                                         batch_size=batch_size, views=views)
         # What matching made of a picture can look like a galaxy; what the user gave must too.
         pictures, findings = picture_findings(loaded, [p.look for p in ok],
-                                              np.stack([p.frame for p in ok]))
-        if scores is not None:
-            for found, matched in zip(findings, scores):
-                if matched > WARN_AT:
-                    found.append(MATCHED_FEATURES)
+                                              np.stack([p.frame for p in ok]), matched=scores)
         scores = pictures if scores is None else np.maximum(scores, pictures)
         spiral, elliptical = loaded.classes.index("spiral"), loaded.classes.index("elliptical")
         for i, item in enumerate(ok):

@@ -253,14 +253,17 @@ def decide(look: PictureLook, whole: float | None, matched: float | None,
 
 
 def picture_findings(loaded: ModelInfo, looks: list[PictureLook], frames: np.ndarray,
-                     limits: PictureLimits = LIMITS) -> tuple[np.ndarray, list[list[str]]]:
+                     limits: PictureLimits = LIMITS, matched: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, list[list[str]]]:
     """Picture score per input (the largest of its pixel checks and its whole-picture feature
     distance, each in units of its limit, capped at :data:`CAP`) and, for each, the names of
-    the checks it fails (:data:`WHOLE_FEATURES` among them)."""
+    the checks it fails (:func:`decide`: :data:`WHOLE_FEATURES` among them, and
+    :data:`MATCHED_FEATURES` when the model inputs' OOD scores ``matched`` are given)."""
     scores = np.array([max(look.checks(limits).values()) for look in looks], dtype=float)
     distances = whole_frame_scores(loaded, frames)
-    if distances is None:
-        return np.minimum(scores, CAP), [decide(look, None, None, limits) for look in looks]
-    whole = np.asarray(distances, dtype=float)
-    findings = [decide(look, value, None, limits) for look, value in zip(looks, whole)]
-    return np.minimum(np.maximum(scores, whole / limits.whole_features), CAP), findings
+    whole = [None] * len(looks) if distances is None else np.asarray(distances, dtype=float)
+    given = [None] * len(looks) if matched is None else matched
+    findings = [decide(look, w, m, limits) for look, w, m in zip(looks, whole, given)]
+    if distances is not None:
+        scores = np.maximum(scores, whole / limits.whole_features)
+    return np.minimum(scores, CAP), findings
