@@ -231,24 +231,43 @@ def _head_nodes(proto: Any) -> list[str]:
 
 
 def measure(network: Any, loaded: LoadedModel, images: np.ndarray, labels: np.ndarray,
-            views: int, progress: Callable[[int, int], None] | None = None
+            views: int, progress: Callable[[int, int], None] | None = None,
+            ood: dict[str, np.ndarray] | None = None
             ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
-    """Metrics, calibrated probabilities and OOD scores (None without an OOD reference) of
-    ``network`` on model-ready images, through the same views, prior correction, temperature
-    and feature pass as a prediction."""
+    """Metrics, calibrated probabilities and OOD scores (on the reference ``ood``, by default
+    the model's; None without one) of ``network`` on model-ready images, through the same
+    views, prior correction, temperature and feature pass as a prediction."""
     cfg = loaded.config
+    ood = loaded.ood if ood is None else ood
     out = run_network(network, images, cfg.mean, cfg.std, tta=views > 1, views=views,
-                      features=loaded.ood is not None, progress=progress)
+                      features=ood is not None, progress=progress)
     probs = calibrated_probabilities(out.logits, loaded.logit_bias, loaded.temperature)
-    scores = ood_scores(out.features, loaded.ood, images) if loaded.ood is not None else None
+    scores = ood_scores(out.features, ood, images) if ood is not None else None
     return classification_metrics(labels, probs, loaded.classes), probs, scores
 
 
+def compare_warnings(loaded: LoadedModel, fp32: np.ndarray, int8: np.ndarray) -> dict[str, Any]:
+    """The int8 network's OOD warning (scores ``int8``, on its own reference) against the
+    float one's (``fp32``) on the same galaxies; ``passed`` when the share flagged moves by at
+    most :data:`MAX_OOD_MOVE_POINTS` points."""
+    warn = float(loaded.meta.get("ood", {}).get("warn_at", WARN_AT))
+    flags = {"fp32": fp32 > warn, "int8": int8 > warn}
+    flagged = {name: float(np.mean(f)) for name, f in flags.items()}
+    move = 100 * (flagged["int8"] - flagged["fp32"])
+    return {"reference": INT8_OOD_FILE, "n": len(fp32), "flagged": flagged,
+            "move_points": move, "max_move_points": MAX_OOD_MOVE_POINTS,
+            "same_warning": float(np.mean(flags["fp32"] == flags["int8"])),
+            "passed": abs(move) <= MAX_OOD_MOVE_POINTS}
+
+
 def int8_gate(loaded: LoadedModel, fp32_path: Path, int8_path: Path, prepared: PreparedData,
-              split: int, progress: Progress | None = None) -> dict[str, Any]:
+              split: int, progress: Progress | None = None,
+              int8_ood: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Compare the two files on the test part of ``split`` (the model's own number of views);
-    ``passed`` when accuracy and macro-F1 each move by at most :data:`MAX_MOVE_POINTS`. How
-    far the probabilities and OOD scores move is recorded too, for the card."""
+    ``passed`` when accuracy and macro-F1 each move by at most :data:`MAX_MOVE_POINTS` and,
+    given the int8 network's own OOD reference ``int8_ood``, its warning passes
+    :func:`compare_warnings` (scored in the same pass). How far the probabilities and OOD
+    scores move is recorded too, for the card."""
     test = load_framed_part(prepared, loaded.config, split, "test")
     if len(test) == 0:
         raise GalaxyError(f"split {split} has no test galaxies to measure int8 on")
@@ -258,7 +277,7 @@ def int8_gate(loaded: LoadedModel, fp32_path: Path, int8_path: Path, prepared: P
         step = (lambda done, total, name=name: progress(f"test {name}", done, total)) \
             if progress else None
         results[name] = measure(load_onnx_network(path), loaded, test.images, test.labels,
-                                views, step)
+                                views, step, int8_ood if name == "int8" else None)
     (fp32, p32, ood32), (int8, p8, ood8) = results["fp32"], results["int8"]
     spiral = loaded.classes.index("spiral")
     moves = {key: 100 * (int8[key] - fp32[key]) for key in ("accuracy", "macro_f1")}
@@ -270,11 +289,14 @@ def int8_gate(loaded: LoadedModel, fp32_path: Path, int8_path: Path, prepared: P
             "same_label": float(np.mean(p32.argmax(1) == p8.argmax(1))),
             "max_abs_diff_p_spiral": float(np.abs(p32[:, spiral] - p8[:, spiral]).max()),
             "mean_abs_diff_p_spiral": float(np.abs(p32[:, spiral] - p8[:, spiral]).mean())}
-    if ood32 is not None:
+    gate["passed"] = all(abs(v) <= MAX_MOVE_POINTS for v in moves.values())
+    if ood32 is not None and int8_ood is not None:
+        gate["ood"] = compare_warnings(loaded, ood32, ood8)
+        gate["passed"] = gate["passed"] and gate["ood"]["passed"]
+    elif ood32 is not None:
         warn = float(loaded.meta.get("ood", {}).get("warn_at", WARN_AT))
         gate["ood"] = {"max_abs_diff": float(np.abs(ood32 - ood8).max()),
                        "same_warning": float(np.mean((ood32 > warn) == (ood8 > warn)))}
-    gate["passed"] = all(abs(v) <= MAX_MOVE_POINTS for v in moves.values())
     return gate
 
 
@@ -298,22 +320,15 @@ def int8_ood_reference(loaded: LoadedModel, network: Any, prepared: PreparedData
 
 def ood_agreement(loaded: LoadedModel, fp32: Any, int8: Any, int8_ood: dict[str, np.ndarray],
                   images: np.ndarray) -> dict[str, Any]:
-    """How the int8 network's OOD warning, on its own reference, compares with the float
-    network's on ``images`` (one view); ``passed`` when the share flagged moves by at most
-    :data:`MAX_OOD_MOVE_POINTS` points."""
+    """:func:`compare_warnings` of the two networks on ``images`` (one view: a prediction's
+    features come from its first view), for a folder whose gate has already run."""
     cfg = loaded.config
-    warn = float(loaded.meta.get("ood", {}).get("warn_at", WARN_AT))
     scores = {}
     for name, network, state in (("fp32", fp32, loaded.ood), ("int8", int8, int8_ood)):
         out = run_network(network, images, cfg.mean, cfg.std, tta=False, views=1,
                           features=True)
-        scores[name] = ood_scores(out.features, state, images) > warn
-    flagged = {name: float(np.mean(flags)) for name, flags in scores.items()}
-    move = 100 * (flagged["int8"] - flagged["fp32"])
-    return {"reference": INT8_OOD_FILE, "n": len(images), "flagged": flagged,
-            "move_points": move, "max_move_points": MAX_OOD_MOVE_POINTS,
-            "same_warning": float(np.mean(scores["fp32"] == scores["int8"])),
-            "passed": abs(move) <= MAX_OOD_MOVE_POINTS}
+        scores[name] = ood_scores(out.features, state, images)
+    return compare_warnings(loaded, scores["fp32"], scores["int8"])
 
 
 def refit_int8_ood(folder: str | Path, prepared: PreparedData, split: int | None = None,
@@ -380,16 +395,11 @@ def export_onnx(folder: str | Path, prepared: PreparedData | None = None,
     with tempfile.TemporaryDirectory(prefix="galaxy-int8-") as tmp:
         candidate = quantize_int8(fp32_path, Path(tmp) / INT8_FILE, images, loaded.config.mean,
                                   loaded.config.std)
-        gate = int8_gate(loaded, fp32_path, candidate, prepared, split, progress)
-        ood_state = None
-        if loaded.ood is not None:
-            int8_network = load_onnx_network(candidate)
-            ood_state, ood_meta = int8_ood_reference(loaded, int8_network, prepared, split,
-                                                     progress)
-            test = load_framed_part(prepared, loaded.config, split, "test")
-            gate["ood"] = ood_agreement(loaded, load_onnx_network(fp32_path), int8_network,
-                                        ood_state, test.images)
-            gate["passed"] = gate["passed"] and gate["ood"]["passed"]
+        ood_state = ood_meta = None
+        if loaded.ood is not None:  # int8 is warned about on its own reference
+            ood_state, ood_meta = int8_ood_reference(loaded, load_onnx_network(candidate),
+                                                     prepared, split, progress)
+        gate = int8_gate(loaded, fp32_path, candidate, prepared, split, progress, ood_state)
         size, sha = candidate.stat().st_size, file_sha256(candidate)
         if gate["passed"]:
             data = candidate.read_bytes()
