@@ -99,15 +99,24 @@ def outcome(record: dict, limits: PictureLimits = LIMITS) -> str:
     return "may be a galaxy" if set(found) <= MAY_BE_GALAXY else "not a galaxy"
 
 
+def outcome_counts(records: list[dict], held: bool,
+                   limits: PictureLimits = LIMITS) -> dict[str, Counter]:
+    """Per group of one part (groups with no record left out): how many of each outcome."""
+    out: dict[str, Counter] = {}
+    for group in GROUPS:
+        kinds = Counter(outcome(r, limits) for r in records
+                        if r["group"] == group and r["held"] == held)
+        if kinds:
+            out[group] = kinds
+    return out
+
+
 def table(records: list[dict], held: bool) -> str:
     lines = ["| group | pictures | accepted | may be a galaxy | not a galaxy | flagged "
              "| right label |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for group in GROUPS:
+    for group, counts in outcome_counts(records, held).items():
         rows = [r for r in records if r["group"] == group and r["held"] == held]
-        if not rows:
-            continue
-        counts = Counter(outcome(r) for r in rows)
         n = len(rows)
         flagged = n - counts["accepted"]
         labelled = [r for r in rows if r["label"] and not r.get("error")]
@@ -133,12 +142,9 @@ def findings_summary(records: list[dict], held: bool, limits: PictureLimits = LI
 def rates(records: list[dict], held: bool, limits: PictureLimits) -> dict[str, tuple[float, float]]:
     """Per group of one part: (share flagged, share told "not a galaxy")."""
     out = {}
-    for group in GROUPS:
-        kinds = Counter(outcome(r, limits) for r in records
-                        if r["group"] == group and r["held"] == held)
+    for group, kinds in outcome_counts(records, held, limits).items():
         n = sum(kinds.values())
-        if n:
-            out[group] = ((n - kinds["accepted"]) / n, kinds["not a galaxy"] / n)
+        out[group] = ((n - kinds["accepted"]) / n, kinds["not a galaxy"] / n)
     return out
 
 
