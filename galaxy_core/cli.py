@@ -131,6 +131,8 @@ def _train_config(args: argparse.Namespace) -> Config:
         "seed": args.seed}.items() if v is not None}
     if args.source_weight:
         changes["source_weights"] = dict(args.source_weight)
+    if args.subclass_weight:
+        changes["subclass_weights"] = dict(args.subclass_weight)
     if args.bf16:
         changes["bf16"] = True
     if args.no_tta:
@@ -149,9 +151,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _source_weight(text: str) -> tuple[str, float]:
-    """argparse type for ``NAME=WEIGHT``: a source's drawing weight, above 0 and at most 100."""
-    name, sep, value = text.partition("=")
+def _name_weight(text: str) -> tuple[str, float]:
+    """argparse type for ``NAME=WEIGHT``: a source's or sub-class's drawing weight, above 0 and
+    at most 100. The weight is after the last ``=``, so a name may hold commas and spaces."""
+    name, sep, value = text.rpartition("=")
     try:
         weight = float(value)
     except ValueError:
@@ -560,10 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"early-stopping patience (default {defaults.patience})")
     p.add_argument("--balance", choices=("weights", "sampler", "none"),
                    help=f"class-imbalance handling (default {defaults.balance})")
-    p.add_argument("--source-weight", type=_source_weight, action="append", metavar="NAME=W",
+    p.add_argument("--source-weight", type=_name_weight, action="append", metavar="NAME=W",
                    help="draw the galaxies of one source of a multi-survey dataset W times as "
                    "often as the others (repeatable, e.g. gz1=3): a small survey is not "
                    "forgotten beside a large one; class weights follow the mix drawn")
+    p.add_argument("--subclass-weight", type=_name_weight, action="append", metavar="NAME=W",
+                   help="draw the galaxies of one sub-class W times as often (repeatable, e.g. "
+                   "'smooth, cigar-shaped=3'; names as summary.json lists them), times any "
+                   "source weight")
     p.add_argument("--max-train-images", type=_number(int, 0, 10**9),
                    help="use at most N training images (quick runs; 0 = all)")
     p.add_argument("--threads", type=_number(int, 0, 4096),

@@ -82,6 +82,10 @@ class Config:
     """How often each source's galaxies are drawn, relative to 1 for a source not named (e.g.
     ``{"gz1": 3}``). A small survey beside a large one is otherwise a sixth of every batch, and a
     warm-started model forgets what it knew of it; the class weights follow the mix drawn."""
+    subclass_weights: dict[str, float] = field(default_factory=dict)
+    """How often the galaxies of a sub-class (the prepared ``subclass`` column, e.g.
+    ``{"smooth, cigar-shaped": 3}``) are drawn, multiplying the source weight: for a rare kind
+    the network confuses with a common one of the other class."""
     channels_last: bool = True
     bf16: bool = False
     threads: int = 0

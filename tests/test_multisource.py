@@ -116,6 +116,31 @@ def test_cache_reads_images_from_each_source(combined):
         assert part.images.shape[1:] == (32, 32, 3) and np.asarray(part.images[:]).max() > 0
 
 
+def test_loaded_parts_carry_source_and_subclass_so_training_can_weigh_them(combined):
+    """The cache tables hold only id, label and image; a loaded part gets each row's source and
+    sub-class from the kept table. Without them ``--source-weight gz1=3`` on a real prepared
+    folder stopped with 'which the training part does not hold'."""
+    out, _, _, _ = combined
+    from galaxy_core.config import Config
+    from galaxy_core.data.cache import load_part
+    from galaxy_core.train.mix import draw_weights
+
+    prepared = open_prepared(out)
+    kept = prepared.table.set_index("image")
+    train = load_part(prepared, 0.4, 32, 0, "train")
+    for column in ("source", "subclass"):
+        assert train.table[column].tolist() == kept.loc[train.table["image"], column].tolist()
+    cigar = train.table["subclass"] == "smooth, cigar-shaped"
+    config = Config(source_weights={"gz1": 3.0}, subclass_weights={"smooth, cigar-shaped": 2.0})
+    if not cigar.any():  # the split put the one cigar galaxy elsewhere: weigh one that is here
+        name = train.table.loc[train.table["source"] == "gz2", "subclass"].iloc[0]
+        config = config.replace(subclass_weights={name: 2.0})
+        cigar = train.table["subclass"] == name
+    weights = draw_weights(train, config)
+    expected = np.where(train.table["source"] == "gz1", 3.0, 1.0) * np.where(cigar, 2.0, 1.0)
+    assert weights.tolist() == expected.tolist()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--source", "GZ 1", "t.csv", "imgs"], "source name"),
     (["--source", "a", "t.csv", "imgs", "--source", "a", "t.csv", "imgs"], "its own name"),

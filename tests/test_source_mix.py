@@ -75,7 +75,7 @@ def test_the_sampler_balances_classes_within_the_source_mix():
 
 
 @pytest.mark.parametrize("weights, message", [
-    ({"gz3": 2.0}, "gz3, which the training part does not hold; its sources: gz1, gz2"),
+    ({"gz3": 2.0}, "'gz3', which the training part does not hold; its sources: 'gz1', 'gz2'"),
     ({"gz1": 0.0}, "must be above 0"),
     ({"gz1": -1.0}, "must be above 0"),
 ])
@@ -107,6 +107,34 @@ def test_a_source_the_data_does_not_hold_stops_training_before_it_starts(tmp_pat
                  "--arch", "resnet18", "--epochs", "1", "--image-size", "32",
                  "--source-weight", "gz1=3"])
     err = capsys.readouterr().err
-    assert code == 2 and "names gz1, which the training part does not hold" in err
+    assert code == 2 and "names 'gz1', which the training part does not hold" in err
     assert "its sources: none (one folder)" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # a refused fresh run leaves no folder behind
+
+
+def test_subclass_weights_multiply_the_source_weight():
+    part = _part({"gz1": (4, 2), "gz2": (6, 4)})
+    part.table["subclass"] = ["elliptical"] * 4 + ["spiral"] * 2 \
+        + ["smooth, cigar-shaped"] * 2 + ["smooth, round"] * 4 + ["disk, spiral"] * 4
+    config = Config(source_weights={"gz1": 3.0}, subclass_weights={"smooth, cigar-shaped": 4.0})
+    assert draw_weights(part, config).tolist() == [3.0] * 6 + [4.0] * 2 + [1.0] * 8
+    # the class weights follow: the cigar draws add to the ellipticals' share
+    drawn = np.bincount(part.labels, weights=draw_weights(part, config))
+    assert drawn.tolist() == [4 * 3 + 2 * 4 + 4, 2 * 3 + 4]
+
+
+def test_an_unknown_subclass_names_the_ones_there(tmp_path):
+    part = _part({"gz2": (2, 2)})
+    part.table["subclass"] = ["smooth, round"] * 2 + ["disk, spiral"] * 2
+    with pytest.raises(GalaxyError, match="'smooth, cigar'.*sub-classes: 'disk, spiral', "
+                                          "'smooth, round'"):
+        draw_weights(part, Config(subclass_weights={"smooth, cigar": 2.0}))
+
+
+def test_the_command_line_takes_a_subclass_name_with_a_comma(tmp_path):
+    from galaxy_core.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--out", str(tmp_path / "run"),
+                                      "--subclass-weight", "smooth, cigar-shaped=3",
+                                      "--subclass-weight", "smooth=2"])
+    assert _train_config(args).subclass_weights == {"smooth, cigar-shaped": 3.0, "smooth": 2.0}

@@ -251,6 +251,8 @@ def load_part(prepared: PreparedData, crop_fraction: float, size: int, split: in
         build_cache(prepared, crop_fraction, size, split, progress, crop_radii)
         return load_part(prepared, crop_fraction, size, split, part, crop_radii=crop_radii)
     labels = table["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(dtype=np.int64)
+    for column, values in prepared.describe(table["image"].astype(str).tolist()).items():
+        table[column] = values  # source and sub-class: training draws by them
     return Part(images=CachedImages(images), labels=labels, table=table)
 
 

@@ -47,6 +47,16 @@ class PreparedData:
     def n_splits(self) -> int:
         return len(split_columns(self.table))
 
+    def describe(self, images: list[str]) -> dict[str, list[str]]:
+        """Each image's :data:`DESCRIPTIVE_COLUMNS` (source, sub-class) from the kept table,
+        where it has them: the cache tables carry only id, label and image, so a cache built
+        before a column existed still gets it here."""
+        columns = [c for c in DESCRIPTIVE_COLUMNS if c in self.table.columns]
+        if not columns:
+            return {}
+        table = self.table.drop_duplicates("image").set_index("image")
+        return {c: table[c].reindex(images).fillna("").astype(str).tolist() for c in columns}
+
     def image_path(self, name: str) -> Path:
         """Path of a kept image; names from an edited table cannot point outside image_dir."""
         path = self.image_roots.resolve(name)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from galaxy_core.data.cache import Part, load_framed_part
-from galaxy_core.data.prepared import DESCRIPTIVE_COLUMNS, PreparedData
+from galaxy_core.data.prepared import PreparedData
 from galaxy_core.evaluate.metrics import aggregate
 from galaxy_core.evaluate.report import build_report, write_report
 from galaxy_core.model.inference import batch_for, predict_logits
@@ -25,7 +25,7 @@ def part_report(logits: np.ndarray, data: Part, temperature: float, logit_bias: 
     """The report of one part from its logits, saying which galaxies, split and model it is of
     (the release step has the logits already; :func:`evaluate_model` computes them)."""
     images = data.table["image"].astype(str).tolist()
-    described = described_by(prepared, images)
+    described = prepared.describe(images)
     report = build_report(logits, data.labels, data.table["objid"].astype(str).tolist(),
                           images, temperature, logit_bias, sources=described.get("source"),
                           subclasses=described.get("subclass"))
@@ -33,16 +33,6 @@ def part_report(logits: np.ndarray, data: Part, temperature: float, logit_bias: 
     if not prepared.image_roots.is_single:
         report["image_dirs"] = {name: str(path) for name, path in prepared.image_roots.folders}
     return report
-
-
-def described_by(prepared: PreparedData, images: list[str]) -> dict[str, list[str]]:
-    """Each image's source and sub-class from the prepared table, where it has them (the cache
-    tables carry only id, label and image)."""
-    columns = [c for c in DESCRIPTIVE_COLUMNS if c in prepared.table.columns]
-    if not columns:
-        return {}
-    table = prepared.table.drop_duplicates("image").set_index("image")
-    return {c: table[c].reindex(images).fillna("").astype(str).tolist() for c in columns}
 
 
 def evaluate_model(loaded: LoadedModel, prepared: PreparedData, split: int = 0,

@@ -17,33 +17,55 @@ from galaxy_core.data.cache import Part
 from galaxy_core.errors import GalaxyError
 
 
+def _row_column(part: Part, column: str) -> np.ndarray:
+    """Each row's value of one descriptive column, ``""`` where the table has none (a
+    single-source folder has neither ``source`` nor ``subclass``)."""
+    if column not in part.table.columns:
+        return np.full(len(part), "", dtype=object).astype(str)
+    return part.table[column].fillna("").astype(str).to_numpy()
+
+
 def row_sources(part: Part) -> np.ndarray:
     """Each row's source name: the ``source`` column ``galaxy prepare`` writes for a
     multi-source dataset (:data:`~galaxy_core.data.prepared.DESCRIPTIVE_COLUMNS`), ``""`` for
     a single-source one, which has none."""
-    if "source" not in part.table.columns:
-        return np.full(len(part), "", dtype=object).astype(str)
-    return part.table["source"].fillna("").astype(str).to_numpy()
+    return _row_column(part, "source")
+
+
+def row_subclasses(part: Part) -> np.ndarray:
+    """Each row's sub-class (the GZ1 leaf or the GZ2 class, e.g. ``smooth, cigar-shaped``),
+    ``""`` where the folder records none."""
+    return _row_column(part, "subclass")
+
+
+def _weigh(weights: np.ndarray, values: np.ndarray, asked: dict[str, float],
+           option: str, what: str) -> None:
+    """Multiply the rows whose ``values`` are named in ``asked`` by their weight, in place."""
+    unknown = sorted(set(asked) - set(values.tolist()))
+    if unknown:
+        present = ", ".join(repr(v) for v in sorted(set(values.tolist()) - {""})) or "none (one folder)"
+        raise GalaxyError(f"{option} names {', '.join(repr(u) for u in unknown)}, which the "
+                          f"training part does not hold; its {what}: {present}")
+    for name, weight in asked.items():
+        if not weight > 0:
+            raise GalaxyError(f"{option} {name}={weight}: a weight must be above 0")
+        weights[values == name] *= weight
 
 
 def draw_weights(part: Part, config: Config) -> np.ndarray | None:
-    """Relative chance of drawing each row, or None when every row is drawn equally.
+    """Relative chance of drawing each row, or None when every row is drawn equally: the
+    source's weight times the sub-class's (a rare sub-class, such as GZ2's cigar-shaped
+    ellipticals, is otherwise a few dozen galaxies an epoch, easily called the common class it
+    resembles).
 
-    ``config.source_weights`` names sources the data must hold: a misspelt name would otherwise
-    train quietly on the unweighted mix for hours."""
-    if not config.source_weights:
+    The names must be in the data: a misspelt one would otherwise train quietly on the
+    unweighted mix for hours."""
+    if not config.source_weights and not config.subclass_weights:
         return None
-    sources = row_sources(part)
-    unknown = sorted(set(config.source_weights) - set(sources.tolist()))
-    if unknown:
-        present = ", ".join(sorted(set(sources.tolist()) - {""})) or "none (one folder)"
-        raise GalaxyError(f"--source-weight names {', '.join(unknown)}, which the training "
-                          f"part does not hold; its sources: {present}")
-    weights = np.ones(len(sources), dtype=np.float64)
-    for name, weight in config.source_weights.items():
-        if not weight > 0:
-            raise GalaxyError(f"--source-weight {name}={weight}: a weight must be above 0")
-        weights[sources == name] = weight
+    weights = np.ones(len(part), dtype=np.float64)
+    _weigh(weights, row_sources(part), config.source_weights, "--source-weight", "sources")
+    _weigh(weights, row_subclasses(part), config.subclass_weights, "--subclass-weight",
+           "sub-classes")
     return weights
 
 
