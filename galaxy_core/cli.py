@@ -344,10 +344,6 @@ def _export_onnx(folder: Path, prepared: Any) -> None:
               f"({moves['macro_f1']:+.2f} points); allowed +-{gate['max_move_points']} points")
 
 
-PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
-                   "error", "notes", "prior")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from itertools import chain
 
@@ -630,8 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "searched, and every entry found gets a row: files that are not images "
                        "say 'skipped', unreadable folders and files say why), or the rows of a "
                        "catalogue (--catalogue). Rows are written as they are made: CSV "
-                       "(path,label,p_spiral,p_elliptical,ood_score,survey_matched,error,notes,"
-                       "prior, after any --id-columns) or, for an --output ending in .parquet, "
+                       "(path,label,p_spiral,p_elliptical,ood_score,ood_verdict,ood_findings,"
+                       "survey_matched,error,notes,prior, after any --id-columns; ood_verdict "
+                       "is 'may be a galaxy' or 'not like a galaxy' for a flagged input) or, for an --output ending in .parquet, "
                        "a folder of Parquet part files. A stopped run continues with --resume. "
                        "Exit 0 if all inputs were classified, 1 if some could not be (see "
                        "'error'), 2 for bad usage.")

@@ -133,7 +133,7 @@ def test_csv_rows_match_the_command_line():
     """The page's CSV columns: those of `galaxy predict --prior P --accept-at A`, then
     `unusual` and `box` (the region the answer is for, as `--box` takes it); a flagged answer
     is never accepted, a failed file has empty cells."""
-    from galaxy_core.cli import PREDICT_COLUMNS
+    from galaxy_core.predict.runner import PREDICT_COLUMNS
 
     sure = Prediction("a.png", "spiral", 0.98, 0.02, ood_score=0.4)
     odd = Prediction("b.png", "spiral", 0.98, 0.02, ood_score=1.7)

@@ -104,6 +104,34 @@ def test_galaxy_predict_says_how_many_flagged_inputs_may_be_galaxies(shipped, tm
     assert "warning: 2 input(s) look unlike the training galaxies" in err
     assert "1 of them may well be galaxies framed unlike a survey cutout" in err
     assert "--box" in err
+    # the rows say which is which, so a survey table can be filtered on it
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "out.csv", keep_default_na=False).set_index("path")
+    close, grey = rows.loc[str(tmp_path / "a.png")], rows.loc[str(tmp_path / "b.png")]
+    assert close["ood_verdict"] == "may be a galaxy" and grey["ood_verdict"] == "not like a galaxy"
+    assert set(close["ood_findings"].split("; ")) <= FRAMING_CHECKS | {MATCHED_FEATURES}
+    assert "no source" in grey["ood_findings"].split("; ")
+    # a resumed run counts the rows it reads back as the first run did
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model",
+                 str(SHIPPED_MODEL_DIR), "--views", "1", "-o", str(tmp_path / "out.csv"),
+                 "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 0 rows" in err and "1 of them may well be galaxies" in err
+
+
+def test_an_accepted_input_has_no_verdict_and_an_earlier_output_is_not_continued(tmp_path):
+    from galaxy_core.predict.runner import PREDICT_COLUMNS
+    from galaxy_core.predict.writers import CsvOutput, OutputError
+
+    sure = Prediction("a.png", "spiral", 0.98, 0.02, ood_score=0.4).row()
+    assert sure["ood_verdict"] == "" and sure["ood_findings"] == ""
+    assert Prediction("c.png", error="not an image").row()["ood_verdict"] == ""
+    earlier = [c for c in PREDICT_COLUMNS if c not in ("ood_verdict", "ood_findings")]
+    (tmp_path / "old.csv").write_text(",".join(earlier) + "\n")
+    with pytest.raises(OutputError, match="earlier galaxy predict, without the columns "
+                                          "ood_findings, ood_verdict"):
+        CsvOutput(tmp_path / "old.csv", PREDICT_COLUMNS)
 
 
 def test_decide_applies_the_limits_it_is_given():

@@ -25,6 +25,8 @@ from galaxy_core.model.ood import WARN_AT
 from galaxy_core.predict.inputs import ESCAPED_NOTE, Entry, printable
 from galaxy_core.predict.plausibility import (
     MAY_BE_GALAXY,
+    MAY_BE_GALAXY_VERDICT,
+    UNLIKE_GALAXY,
     PictureLook,
     look_at,
     whole_frame,
@@ -80,6 +82,15 @@ class Prediction:
         (:data:`~galaxy_core.predict.plausibility.MAY_BE_GALAXY`)."""
         return self.unusual and bool(self.findings) and set(self.findings) <= MAY_BE_GALAXY
 
+    @property
+    def ood_verdict(self) -> str:
+        """The OOD decision in the dashboard's words, for a survey table to filter on:
+        :data:`UNLIKE_GALAXY` or :data:`MAY_BE_GALAXY_VERDICT` for an unusual input, empty
+        otherwise (and for an input not classified)."""
+        if not self.unusual:
+            return ""
+        return MAY_BE_GALAXY_VERDICT if self.may_be_galaxy else UNLIKE_GALAXY
+
     def accepted(self, threshold: float) -> bool:
         """Whether this answer may be taken without a human look: confident enough by a
         threshold measured on survey galaxies, which says nothing for an input unlike them, so
@@ -91,6 +102,7 @@ class Prediction:
         fmt = (lambda v: "" if v is None else f"{v:.4f}")
         return {"path": self.source, "label": self.label, "p_spiral": fmt(self.p_spiral),
                 "p_elliptical": fmt(self.p_elliptical), "ood_score": fmt(self.ood_score),
+                "ood_verdict": self.ood_verdict, "ood_findings": "; ".join(self.findings),
                 "survey_matched": int(self.survey_matched) if self.ok else "",
                 "error": f"skipped: {self.error}" if self.skipped else self.error,
                 "notes": "; ".join(self.notes)}

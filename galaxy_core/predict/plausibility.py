@@ -238,6 +238,13 @@ features) describe pictures that are not sky images at all."""
 MAY_BE_GALAXY = FRAMING_CHECKS | {MATCHED_FEATURES}
 """Findings that leave "this may be a galaxy" open (``Prediction.may_be_galaxy``)."""
 
+MAY_BE_GALAXY_VERDICT = "may be a galaxy"
+"""``galaxy predict``'s ``ood_verdict`` for an input flagged by :data:`MAY_BE_GALAXY` findings
+alone: the dashboard's orange "may be a galaxy, but not framed like the survey pictures"."""
+UNLIKE_GALAXY = "not like a galaxy"
+"""``ood_verdict`` for any other flagged input: the dashboard's red "does not look like a galaxy
+image"."""
+
 
 def decide(look: PictureLook, whole: float | None, matched: float | None,
            limits: PictureLimits = LIMITS) -> list[str]:

@@ -31,13 +31,14 @@ from galaxy_core.model.prior import training_prior
 from galaxy_core.predict.classify import Prediction, finish_prepared
 from galaxy_core.predict.jobs import Job, cell
 from galaxy_core.predict.population import PriorUsed, apply_prior
+from galaxy_core.predict.plausibility import MAY_BE_GALAXY_VERDICT
 from galaxy_core.predict.prior_pass import prior_cell, settle_prior
 from galaxy_core.predict.run_record import check_resume, record_of, write_record
 from galaxy_core.predict.stream import prepared_batches
 from galaxy_core.predict.writers import CsvOutput, Output, OutputError, Row, open_output
 
-PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "survey_matched",
-                   "error", "notes", "prior")
+PREDICT_COLUMNS = ("path", "label", "p_spiral", "p_elliptical", "ood_score", "ood_verdict",
+                   "ood_findings", "survey_matched", "error", "notes", "prior")
 """The columns of every ``galaxy predict`` output, after any ``--id-columns``."""
 SKIPPED = "skipped: "
 
@@ -90,8 +91,8 @@ class Tally:
     skipped: int = 0
     unusual: int = 0
     framed: int = 0
-    """Of this run's unusual inputs, those flagged only for their framing
-    (``Prediction.may_be_galaxy``); rows read back by ``--resume`` are not counted."""
+    """Of the unusual inputs, those flagged only for their framing (``Prediction.may_be_galaxy``,
+    the ``ood_verdict`` :data:`~galaxy_core.predict.plausibility.MAY_BE_GALAXY_VERDICT`)."""
     prior: PriorUsed | None = None
 
     @property
@@ -103,6 +104,7 @@ class Tally:
         self.skipped += error.startswith(SKIPPED)
         self.failed += bool(error) and not error.startswith(SKIPPED)
         self.unusual += row["ood_score"] not in ("", "nan") and float(row["ood_score"]) > WARN_AT
+        self.framed += row["ood_verdict"] == MAY_BE_GALAXY_VERDICT
 
     def count(self, pred: Prediction) -> None:
         self.written += 1
@@ -172,7 +174,8 @@ class PredictionRun:
         if not self.options.resume:
             return it
         target = prior_cell(self.batch_prior.fraction)
-        read = dict.fromkeys((*self.key_columns, "error", "ood_score", "prior", "p_spiral"))
+        read = dict.fromkeys((*self.key_columns, "error", "ood_score", "ood_verdict", "prior",
+                              "p_spiral"))
         for number, row in enumerate(self.output.rows(list(read)), start=1):
             job = next(it, None)
             found = tuple(row[c] for c in self.key_columns)

@@ -103,7 +103,16 @@ def open_output(path: str | Path | None, columns: Sequence[str], resume: bool,
     return ParquetOutput(path, columns) if is_parquet(path) else CsvOutput(path, columns)
 
 
+EARLIER_COLUMNS = frozenset({"ood_verdict", "ood_findings"})
+"""Columns an output written by an earlier ``galaxy predict`` lacks: resuming it would mix rows
+with and without them, so such an output is refused with that said."""
+
+
 def _check_columns(name: str, found: Sequence[str], expected: Sequence[str]) -> None:
+    if list(found) == [c for c in expected if c not in EARLIER_COLUMNS]:
+        raise OutputError(f"{name} was written by an earlier galaxy predict, without the columns "
+                          f"{', '.join(sorted(EARLIER_COLUMNS))}: it cannot be continued; choose "
+                          "another --output (or run the earlier version to finish it)")
     if list(found) != list(expected):
         raise OutputError(f"{name} has the columns {','.join(found) or '(none)'} but this run "
                           f"writes {','.join(expected)}: resume with the same --id-columns and "
