@@ -282,6 +282,15 @@ def test_literature_table_sets_ours_only_beside_like_labels():
     report = {"by_source": {"gz2": {"n": 4765, "accuracy": 0.97, "balanced_accuracy": 0.965},
                             "gz1": {"n": 884, "accuracy": 0.92, "balanced_accuracy": 0.9}}}
     lines = literature_lines(report)
+    # with sub-classes, GZ2 is also given without the ambiguous ones (cigar, shapeless smooth)
+    sub = {"gz2: smooth, round": {"n": 8, "true": "elliptical", "accuracy": 1.0},
+           "gz2: smooth, cigar-shaped": {"n": 2, "true": "elliptical", "accuracy": 0.0},
+           "gz2: smooth": {"n": 2, "true": "elliptical", "accuracy": 0.5},
+           "gz2: disk, spiral": {"n": 4, "true": "spiral", "accuracy": 0.75},
+           "gz1: EL": {"n": 5, "true": "elliptical", "accuracy": 0.0}}
+    finer = "\n".join(literature_lines({**report, "by_subclass": sub}))
+    assert "; 91.7% and 87.5% without the cigar-shaped and shapeless smooth 'ellipticals', " \
+           "many of them disks (12)" in finer  # 11 of 12; (1 + 0.75) / 2
     rows = [line for line in lines if line.startswith("| ") and "study" not in line]
     assert len(rows) == len(PUBLISHED)
     for row, paper in zip(rows, PUBLISHED):
