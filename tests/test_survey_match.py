@@ -186,3 +186,23 @@ def test_survey_cutouts_are_survey_like() -> None:
         assert is_survey_like(img), path.name
         out, applied = prepare_for_model(img, "auto")
         assert not applied and out is not None
+
+
+@needs_data
+def test_survey_cutouts_shrunk_to_thumbnails_are_survey_like_press_thumbnails_are_not() -> None:
+    """A catalogue's 224 px thumbnail of an SDSS cutout is framed as in training, and matching
+    it cost a point of balanced accuracy (THUMBNAIL_MIN_FWHM); a small press picture with
+    sharper stars for its size is still matched."""
+    paths = sorted((DATA / "gz1_sdss" / "images").glob("*.jpeg"))[:30]
+    kept = 0
+    for path in paths:
+        shrunk = read_image(path).image.resize((224, 224), Image.Resampling.LANCZOS)
+        kept += is_survey_like(shrunk)
+        assert not is_survey_like(shrunk.resize((160, 160), Image.Resampling.LANCZOS))
+    assert kept >= 0.7 * len(paths), kept  # a star is measured in about 80% of them
+    # a 300 px ESA/Hubble picture of a small galaxy among stars, and the same shrunk to 224 px:
+    # framed like a cutout, but its stars are a third as wide for its size
+    press = read_image(DATA / "hubble_dev" / "heic1318a.jpg").image
+    for picture in (press, press.resize((224, 224), Image.Resampling.LANCZOS)):
+        assert find_galaxy(picture).fraction < 0.3 and _psf_fwhm(luminance(picture)) is not None
+        assert not is_survey_like(picture)
