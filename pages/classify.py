@@ -335,15 +335,17 @@ if len(preds) > 1:
     for col in ("p_spiral", "ood_score", "prior"):
         view[col] = pd.to_numeric(view[col], errors="coerce")
     view["survey_matched"] = view["survey_matched"].map({1: "yes", 0: "no"}).fillna("")
-    for col in ("accepted", "unusual"):
-        if col in view:
-            view[col] = view[col].map({1: "yes", 0: "no"}).fillna("")
+    if "accepted" in view:
+        view["accepted"] = view["accepted"].map({1: "yes", 0: "no"}).fillna("")
+    # a flagged row says which kind of unusual, in the words of the single-picture verdict
+    view["unusual"] = [(p.ood_verdict or "no") if p.ok else "" for p in preds]
     order = ["path", "answer", *(["example label"] if known else []), "p_spiral",
-             *(["accepted"] if threshold is not None else []), "unusual", "ood_score", "prior",
-             "survey_matched",
+             *(["accepted"] if threshold is not None else []), "unusual",
+             *(["ood_findings"] if view["ood_findings"].astype(bool).any() else []),
+             "ood_score", "prior", "survey_matched",
              *[c for c in ("box", "error", "notes") if view[c].astype(bool).any()]]
     view = view[order]  # label and p_elliptical (in the CSV) repeat answer and p_spiral
-    flagged = view["unusual"] == "yes"
+    flagged = pd.Series([p.unusual for p in preds], index=view.index)
     styled = view.style.apply(lambda row: [UNUSUAL_ROW if flagged[row.name] else ""] * len(row),
                               axis=1)
     st.dataframe(styled, hide_index=True, column_config={
@@ -358,7 +360,11 @@ if len(preds) > 1:
                              "input is not unusual."),
         "unusual": st.column_config.TextColumn(
             "Unusual", help="Unlike the training galaxies (highlighted): do not trust the "
-                            "label."),
+                            "label. 'may be a galaxy': framed unlike a survey cutout (filling "
+                            "the frame, off centre); 'not like a galaxy': anything else."),
+        "ood_findings": st.column_config.TextColumn(
+            "Why", help="The checks a flagged picture failed (the single-picture view says "
+                        "what to do about each)."),
         "ood_score": st.column_config.NumberColumn("OOD score", format="%.2f",
                                                    help="Above 1: unlike the training galaxies"),
         "prior": st.column_config.NumberColumn("Prior", format="%.2f",

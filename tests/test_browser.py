@@ -412,3 +412,47 @@ def test_large_fits_upload_is_framed(server, page, tmp_path):
     wait_for_app(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "classify_large_fits.png", tmp_path)
+
+
+def test_a_batch_says_which_kind_of_unusual_at_desktop_and_phone(server, browser, shared_data,
+                                                                  tmp_path):
+    """Three pictures at once: an SDSS cutout, an ESA/Hubble galaxy that fills its frame and a
+    flat grey picture. The table's Unusual column says 'may be a galaxy' and 'not like a galaxy'
+    (the words of the single-picture verdict) and Why names the checks. The grid is drawn on a
+    canvas, so the cells are read in the screenshots: docs/classify_batch.png (desktop) and the
+    run's own folder (phone)."""
+    from PIL import Image
+
+    hubble = shared_data / "hubble_dev" / "heic0914b.jpg"
+    cutout = sorted((shared_data / "gz1_sdss" / "images").glob("*.jpeg"))[0]
+    if not hubble.is_file():
+        pytest.skip(f"{hubble} not found")
+    grey = tmp_path / "grey_card.png"
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(grey)
+    files = [str(cutout), str(hubble), str(grey)]
+    for width, name in ((1280, DOCS / "classify_batch.png"),
+                        (390, server["log"].parent / "classify_batch_phone.png")):
+        context = browser.new_context(viewport={"width": width, "height": 900},
+                                      is_mobile=width < 500, has_touch=width < 500)
+        page = context.new_page()
+        try:
+            page.goto(server["url"])
+            page.wait_for_selector('[data-testid="stSidebar"]', state="attached",
+                                   timeout=60_000)  # folded away on a phone
+            page.get_by_text("Classify a galaxy").wait_for(timeout=SLOW)
+            page.set_input_files('[data-testid="stFileUploader"] input[type="file"]', files)
+            page.get_by_text("Batch: 3 classified, 0 failed").wait_for(timeout=SLOW)
+            table = page.locator('[data-testid="stDataFrame"]').first
+            table.wait_for(timeout=SLOW)
+            page.wait_for_function(
+                "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=SLOW)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            table.scroll_into_view_if_needed()
+            page.wait_for_timeout(1500)
+            box = table.bounding_box()
+            assert box["width"] <= width, "the table fits the page; it scrolls inside"
+            page.screenshot(path=str(name), clip={"x": 0, "y": max(box["y"] - 80, 0),
+                                                  "width": width,
+                                                  "height": box["height"] + 160})
+        finally:
+            context.close()

@@ -112,17 +112,23 @@ def test_batch_table_and_csv_have_accepted_unusual_and_prior(env, assets, tmp_pa
     flagged input is never accepted and its row is highlighted."""
     model = model_with_validation_report(assets, tmp_path)
     monkeypatch.setenv("GALAXY_MODEL_DIR", str(model))
-    flagged_name = "g01.png"
-    monkeypatch.setattr(Prediction, "unusual",
-                        property(lambda self: self.ok and self.source == flagged_name))
+    flagged_name, framed_name = "g01.png", "g02.png"
+    monkeypatch.setattr(Prediction, "unusual", property(
+        lambda self: self.ok and self.source in (flagged_name, framed_name)))
+    monkeypatch.setattr(Prediction, "may_be_galaxy",
+                        property(lambda self: self.ok and self.source == framed_name))
     at = upload(app(), *galaxies(3))
     assert_clean(at)
     table = batch_view(at)
     view = table.value
     assert {"accepted", "unusual", "prior"} <= set(view.columns)
     row = view[view["path"] == flagged_name].iloc[0]
-    assert (row["unusual"], row["accepted"], row["answer"]) == ("yes", "no",
+    assert (row["unusual"], row["accepted"], row["answer"]) == ("not like a galaxy", "no",
                                                                "not like a galaxy image")
+    # the kind of unusual is said in the table as on the single-picture page
+    framed = view[view["path"] == framed_name].iloc[0]
+    assert (framed["unusual"], framed["accepted"]) == ("may be a galaxy", "no")
+    assert set(view["unusual"]) == {"no", "may be a galaxy", "not like a galaxy"}
     assert set(view["prior"]) == {0.5}
     assert "rgba(247, 118, 142" in str(table.proto), "the unusual row is highlighted"
     csv = at.session_state["classify_adjusted"]  # what the download is built from
