@@ -43,7 +43,8 @@ def _weigh(weights: np.ndarray, values: np.ndarray, asked: dict[str, float],
     """Multiply the rows whose ``values`` are named in ``asked`` by their weight, in place."""
     unknown = sorted(set(asked) - set(values.tolist()))
     if unknown:
-        present = ", ".join(repr(v) for v in sorted(set(values.tolist()) - {""})) or "none (one folder)"
+        present = ", ".join(repr(v) for v in sorted(set(values.tolist()) - {""})) \
+            or "none (one folder)"
         raise GalaxyError(f"{option} names {', '.join(repr(u) for u in unknown)}, which the "
                           f"training part does not hold; its {what}: {present}")
     for name, weight in asked.items():
