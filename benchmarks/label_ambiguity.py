@@ -8,8 +8,9 @@ network calls spiral are blue and diffuse, some with arms. Published accuracies 
 labels (the model card's table) come from vote cuts that leave such galaxies out, so the card
 gives GZ2 both ways: every galaxy, and without these two sub-classes.
 
-Reads one ``report.json`` (``galaxy evaluate`` / the release step), prints a table per sub-class
-and the GZ2 figures both ways, and draws a contact sheet of the errors in those sub-classes beside
+Reads one ``report.json`` (``galaxy evaluate`` / the release step), prints its per-sub-class
+table for GZ2 and the GZ2 figures both ways (``literature.without_subclasses``, as the model card
+computes them), and draws a contact sheet of the errors in those sub-classes beside
 edge-on disks, at the model's own crop.
 
 Usage: python benchmarks/label_ambiguity.py models/resnet50_gz1/report_test/report.json \
@@ -20,41 +21,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from galaxy_core.data.preprocess import centre_crop
 from galaxy_core.release.literature import AMBIGUOUS_GZ2 as AMBIGUOUS
+from galaxy_core.release.literature import without_subclasses
+
 TILE = 150
 CROP = 0.4  # the shipped model's centre crop: the sheet shows what it saw
 
 
-def gz2_figures(predictions: Iterable[dict], exclude: Iterable[str] = ()) -> dict[str, float]:
-    """Accuracy, balanced accuracy and recall per class of the GZ2 rows, leaving out the
-    sub-classes in ``exclude``."""
-    left_out = set(exclude)
-    rows = [p for p in predictions if p.get("source") == "gz2" and p["subclass"] not in left_out]
-    truth = np.array([p["true"] for p in rows])
-    said = np.array([p["predicted"] for p in rows])
-    recall = {c: float(np.mean(said[truth == c] == c)) for c in ("elliptical", "spiral")}
-    return {"n": len(rows), "accuracy": float(np.mean(said == truth)),
-            "balanced_accuracy": float(np.mean(list(recall.values()))),
-            "recall_elliptical": recall["elliptical"], "recall_spiral": recall["spiral"]}
-
-
-def by_subclass(predictions: Iterable[dict]) -> dict[str, dict[str, float]]:
-    """n, share right and mean p(spiral) per GZ2 sub-class."""
-    groups: dict[str, list[dict]] = {}
-    for p in predictions:
-        if p.get("source") == "gz2":
-            groups.setdefault(p["subclass"], []).append(p)
-    return {name: {"n": len(rows), "right": float(np.mean([p["predicted"] == p["true"]
-                                                           for p in rows])),
-                   "mean_p_spiral": float(np.mean([p["p_spiral"] for p in rows]))}
-            for name, rows in sorted(groups.items())}
+def gz2_subclasses(report: dict) -> dict[str, dict]:
+    """The report's per-sub-class block (n, true class, share right, mean p(spiral)) for the
+    GZ2 sub-classes, by sub-class name."""
+    prefix = "gz2: "
+    return {key[len(prefix):]: block for key, block in sorted(report["by_subclass"].items())
+            if key.startswith(prefix)}
 
 
 def _tile(path: Path, caption: str, p_spiral: float) -> Image.Image:
@@ -95,10 +79,10 @@ def main() -> None:
     args = ap.parse_args()
     report = json.loads(args.report.read_text())
     print(f"{'GZ2 sub-class':24s} {'n':>5s} {'right':>7s} {'mean p(spiral)':>15s}")
-    for name, row in by_subclass(report["predictions"]).items():
-        print(f"{name:24s} {row['n']:5d} {row['right']:7.1%} {row['mean_p_spiral']:15.3f}")
+    for name, row in gz2_subclasses(report).items():
+        print(f"{name:24s} {row['n']:5d} {row['accuracy']:7.1%} {row['mean_p_spiral']:15.3f}")
     for title, exclude in (("all GZ2", ()), ("without " + " and ".join(AMBIGUOUS), AMBIGUOUS)):
-        f = gz2_figures(report["predictions"], exclude)
+        f = without_subclasses(report, "gz2", exclude)
         print(f"{title}: n {f['n']}, accuracy {f['accuracy']:.4f}, balanced "
               f"{f['balanced_accuracy']:.4f}, recall elliptical {f['recall_elliptical']:.4f}, "
               f"spiral {f['recall_spiral']:.4f}")

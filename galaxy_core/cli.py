@@ -628,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "catalogue (--catalogue). Rows are written as they are made: CSV "
                        "(path,label,p_spiral,p_elliptical,ood_score,ood_verdict,ood_findings,"
                        "survey_matched,error,notes,prior, after any --id-columns; ood_verdict "
-                       "is 'may be a galaxy' or 'not like a galaxy' for a flagged input) or, for an --output ending in .parquet, "
+                       "is 'may be a galaxy' or 'not like a galaxy' for a flagged input) or, "
+                       "for an --output ending in .parquet, "
                        "a folder of Parquet part files. A stopped run continues with --resume. "
                        "Exit 0 if all inputs were classified, 1 if some could not be (see "
                        "'error'), 2 for bad usage.")
