@@ -1,5 +1,5 @@
-"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, export, predict,
-dashboard).
+"""``galaxy``: the command-line shell over galaxy_core (prepare, train, evaluate, compare, export,
+predict, dashboard).
 
 Exit codes: 0 success; 1 ``predict`` could not classify some inputs; 2 bad usage or bad input
 (one line on stderr, never a traceback); 130 interrupted (training can be resumed).
@@ -289,6 +289,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {float(target):.0%} accuracy when accepting p >= {hit['threshold']:.3f}: "
                   f"keeps {hit['coverage']:.1%} of galaxies")
     print(f"report written to {out}")
+    return EXIT_OK
+
+
+def _report_of(path: str, part: str) -> tuple[str, dict]:
+    """The report ``path`` means: a report folder itself, or a model folder's ``report_PART``."""
+    from galaxy_core.evaluate.report import load_report
+    from galaxy_core.model.folder import report_dir
+
+    for folder in (Path(path), report_dir(Path(path), part)):
+        report = load_report(folder)
+        if report is not None:
+            return str(folder), report
+    raise GalaxyError(f"no {part} report in {path}: write one with `galaxy evaluate --model "
+                      f"{path} --part {part} --data PREPARED`")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from galaxy_core.evaluate.compare import compare_reports, comparison_table
+
+    (first_at, first), (second_at, second) = (_report_of(m, args.part) for m in args.models)
+    rows = compare_reports(first, second)
+    print(f"first: {first_at}\nsecond: {second_at}\n{args.part} part of split "
+          f"{first.get('split')}, the same {rows[0].n:,} galaxies, paired\n")
+    print(comparison_table(rows, ("first", "second")))
+    print(f"\nEach line is its own test at p < 0.05: among {len(rows)} lines about "
+          f"{0.05 * len(rows):.1f} would pass by chance alone.")
+    if args.part == "test":
+        print("Choosing between models on the test part makes the chosen one's test figures "
+              "optimistic: choose on val, then report test once.")
     return EXIT_OK
 
 
@@ -596,6 +625,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="where the network runs: auto = CUDA, then Apple MPS, then the CPU")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", formatter_class=fmt,
+                       help="two models on the same galaxies, paired",
+                       description="Compare two models' reports on the same split and part, "
+                       "galaxy by galaxy: accuracy and balanced accuracy for all galaxies, each "
+                       "source and each sub-class, the galaxies only one model gets right, "
+                       "McNemar's exact test and a paired-bootstrap interval of the balanced-"
+                       "accuracy gain. Reads the stored reports (galaxy evaluate writes them); "
+                       "runs no network.")
+    p.add_argument("models", nargs=2, metavar="MODEL",
+                   help="model folders (their report_PART) or report folders: first, second")
+    p.add_argument("--part", choices=("val", "test"), default="val",
+                   help="which report (choose models on val)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16, ONNX)",
                        description="Copy a finished model folder (e.g. runs/NAME/model) to OUT "
