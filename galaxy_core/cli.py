@@ -305,16 +305,28 @@ def _report_of(path: str, part: str) -> tuple[str, dict]:
                       f"{path} --part {part} --data PREPARED`")
 
 
+def _two_names(text: str) -> tuple[str, str]:
+    names = tuple(part.strip() for part in text.split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise argparse.ArgumentTypeError(f"two different names with a comma between, got {text!r}")
+    return names
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from galaxy_core.evaluate.compare import compare_reports, comparison_table
+    from galaxy_core.evaluate.compare import (compare_reports, comparison_figure,
+                                              comparison_table)
 
     (first_at, first), (second_at, second) = (_report_of(m, args.part) for m in args.models)
+    names = tuple(args.names) if args.names else ("first", "second")
     rows = compare_reports(first, second)
-    print(f"first: {first_at}\nsecond: {second_at}\n{args.part} part of split "
+    print(f"{names[0]}: {first_at}\n{names[1]}: {second_at}\n{args.part} part of split "
           f"{first.get('split')}, the same {rows[0].n:,} galaxies, paired\n")
-    print(comparison_table(rows, ("first", "second")))
+    print(comparison_table(rows, names))
     print(f"\nEach line is its own test at p < 0.05: among {len(rows)} lines about "
           f"{0.05 * len(rows):.1f} would pass by chance alone.")
+    if args.figure:
+        comparison_figure(rows, names, Path(args.figure))
+        print(f"figure written to {args.figure}")
     if args.part == "test":
         print("Choosing between models on the test part makes the chosen one's test figures "
               "optimistic: choose on val, then report test once.")
@@ -638,6 +650,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folders (their report_PART) or report folders: first, second")
     p.add_argument("--part", choices=("val", "test"), default="val",
                    help="which report (choose models on val)")
+    p.add_argument("--names", type=_two_names, metavar="A,B",
+                   help="what to call the two models in the table and figure")
+    p.add_argument("--figure", metavar="PNG", help="also draw each group's accuracy under the "
+                   "two models as arrows into this PNG file")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", formatter_class=fmt, help="ship a trained model (fp16, ONNX)",

@@ -88,10 +88,10 @@ def test_a_lopsided_split_is_called_and_an_even_one_is_not():
     second = first.copy()
     first[-20:] = False  # 20 GZ2 spirals right only by the second model
     rows = {r.group: r for r in compare_reports(_report(first), _report(second))}
-    assert rows["all"].verdict == "second better"
-    assert rows["gz1"].verdict == "no clear difference"
+    assert rows["all"].better == 1 and rows["all"].verdict(("old", "new")) == "new better"
+    assert rows["gz1"].better is None and rows["gz1"].verdict() == "no clear difference"
     rows = {r.group: r for r in compare_reports(_report(second), _report(first))}
-    assert rows["all"].verdict == "first better"
+    assert rows["all"].verdict() == "first better"
     low, high = rows["all"].balanced_gain
     assert low <= -0.25 <= high < 0  # spiral recall 1 -> 0.5: balanced -0.25, never a gain
 
@@ -141,10 +141,16 @@ def test_cli_compares_model_folders_and_says_what_is_missing(tmp_path, capsys):
     first, second = _answers()
     for name, right in (("old", first), ("new", second)):
         write_json(tmp_path / name / "report_val" / "report.json", _report(right))
-    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 0
+    figure = tmp_path / "compare.png"
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--names", "old,new",
+                 "--figure", str(figure)]) == 0
     out = capsys.readouterr().out
     assert "the same 100 galaxies, paired" in out
     assert "| gz2: disk, spiral | 30 | 83.3% -> 100.0% |" in out
+    assert "accuracy old -> new" in out
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--names", "old"])
     assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--part", "test"]) == 2
     err = capsys.readouterr().err
     assert "no test report in" in err and "galaxy evaluate --model" in err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 from scipy.stats import binom
 
 from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.report import save_figure
 
 BOOTSTRAP = 2000
 """Paired resamples for the interval of the balanced-accuracy difference."""
@@ -52,11 +54,15 @@ class GroupComparison:
     both classes)."""
 
     @property
-    def verdict(self) -> str:
-        """'second better', 'first better' or 'no clear difference' at :data:`SIGNIFICANT`."""
+    def better(self) -> int | None:
+        """0 or 1: the model that is better at :data:`SIGNIFICANT`; None: no clear difference."""
         if self.p_value >= SIGNIFICANT:
-            return "no clear difference"
-        return "second better" if self.only_second > self.only_first else "first better"
+            return None
+        return 1 if self.only_second > self.only_first else 0
+
+    def verdict(self, names: tuple[str, str] = ("first", "second")) -> str:
+        """"NAME better" or "no clear difference"."""
+        return "no clear difference" if self.better is None else f"{names[self.better]} better"
 
 
 def mcnemar_p(only_first: int, only_second: int) -> float:
@@ -173,5 +179,36 @@ def comparison_table(rows: Sequence[GroupComparison], names: tuple[str, str]) ->
                 else f"{100 * r.balanced_gain[0]:+.1f} to {100 * r.balanced_gain[1]:+.1f}")
         lines.append(f"| {r.group} | {r.n:,} | {_pct(r.accuracy[0])} -> {_pct(r.accuracy[1])} "
                      f"| {balanced} | {gain} | {r.only_first} | {r.only_second} "
-                     f"| {r.p_value:.3g} | {r.verdict} |")
+                     f"| {r.p_value:.3g} | {r.verdict(names)} |")
     return "\n".join(lines)
+
+
+VERDICT_COLOURS = {1: "#1a9850", 0: "#d73027", None: "#808080"}
+"""Arrow colour by :attr:`GroupComparison.better`: the second model better, the first, neither."""
+
+
+def comparison_figure(rows: Sequence[GroupComparison], names: tuple[str, str],
+                      path: Path) -> None:
+    """Each group's accuracy under the two models as an arrow from the first to the second,
+    coloured by :attr:`GroupComparison.better`, so a trade between sub-classes shows at a
+    glance where a single headline figure hides it."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 0.42 * len(rows) + 1.4))
+    ax = fig.add_subplot()
+    for y, r in enumerate(rows):
+        a, b = (100 * v for v in r.accuracy)
+        colour = VERDICT_COLOURS[r.better]
+        ax.annotate("", xy=(b, y), xytext=(a, y),
+                    arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.8})
+        ax.plot([a], [y], "o", mfc="white", mec=colour)
+        ax.plot([b], [y], "o", color=colour)
+        ax.text(1.01, y, f"n={r.n:,}  p={r.p_value:.2g}", transform=ax.get_yaxis_transform(),
+                va="center", fontsize="small", color=colour)
+    ax.set_yticks(range(len(rows)), [r.group for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"accuracy (%): open = {names[0]}, filled = {names[1]}")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"{names[0]} -> {names[1]} on the same galaxies (green / red: McNemar p < "
+                 f"{SIGNIFICANT})", fontsize="medium")
+    save_figure(fig, path)

@@ -120,7 +120,7 @@ FIGURE_SIZES = {"heatmap": (4.2, 3.6), "lines": (4.6, 4.2)}
 """PNG size in inches (at 110 dpi) of each kind of chart."""
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     """Render to memory first so the atomic write never leaves a half-written PNG."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -144,7 +144,7 @@ def _heatmap_png(chart: Heatmap, path: Path) -> None:
     ax.set_xlabel(chart.x.label)
     ax.set_ylabel(chart.y.label)
     ax.set_title(chart.title)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _line_png(chart: LineChart, path: Path) -> None:
@@ -169,7 +169,7 @@ def _line_png(chart: LineChart, path: Path) -> None:
     ax.set_ylabel(chart.y.label)
     ax.set_title(chart.title)
     ax.legend(loc=chart.legend, fontsize="small")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _stored_predictions(report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
