@@ -317,9 +317,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                               comparison_table)
 
     (first_at, first), (second_at, second) = (_report_of(m, args.part) for m in args.models)
-    names = tuple(args.names) if args.names else ("first", "second")
+    names = args.names or ("first", "second")
     rows = compare_reports(first, second)
-    print(f"{names[0]}: {first_at}\n{names[1]}: {second_at}\n{args.part} part of split "
+    part = first.get("part") or args.part  # a report folder given directly says its own
+    print(f"{names[0]}: {first_at}\n{names[1]}: {second_at}\n{part} part of split "
           f"{first.get('split')}, the same {rows[0].n:,} galaxies, paired\n")
     print(comparison_table(rows, names))
     print(f"\nEach line is its own test at p < 0.05: among {len(rows)} lines about "
@@ -327,7 +328,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.figure:
         comparison_figure(rows, names, Path(args.figure))
         print(f"figure written to {args.figure}")
-    if args.part == "test":
+    if part == "test":
         print("Choosing between models on the test part makes the chosen one's test figures "
               "optimistic: choose on val, then report test once.")
     return EXIT_OK

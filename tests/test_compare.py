@@ -154,3 +154,10 @@ def test_cli_compares_model_folders_and_says_what_is_missing(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--part", "test"]) == 2
     err = capsys.readouterr().err
     assert "no test report in" in err and "galaxy evaluate --model" in err
+    # report folders given directly: their own part is what is said, and test is warned about
+    for name, right in (("old", first), ("new", second)):
+        write_json(tmp_path / name / "report_test" / "report.json", _report(right, part="test"))
+    assert main(["compare", str(tmp_path / "old" / "report_test"),
+                 str(tmp_path / "new" / "report_test")]) == 0
+    out = capsys.readouterr().out
+    assert "test part of split 0" in out and "choose on val" in out
