@@ -29,17 +29,33 @@ GALAXIES = ([("gz1", "elliptical", "elliptical")] * 20 + [("gz1", "edge-on disk"
 
 def _report(right: np.ndarray, part: str = "val", order: np.ndarray | None = None,
             labels: list[str] | None = None) -> dict:
-    """A report where galaxy i is answered rightly exactly when ``right[i]`` (p 0.9 or 0.1)."""
+    """A report where galaxy i is answered rightly exactly when ``right[i]`` (p 0.9 or 0.1).
+    Each distinct report is built once (``build_report``'s bootstrap takes a second or two)."""
+    key = (right.tobytes(), None if order is None else order.tobytes(),
+           None if labels is None else tuple(labels))
+    return {**_built(key, right, order, labels), "part": part, "split": 0}
+
+
+_BUILT: dict = {}
+
+
+def _built(key: tuple, right: np.ndarray, order: np.ndarray | None,
+           labels: list[str] | None) -> dict:
+    if key not in _BUILT:
+        _BUILT[key] = _build(right, order, labels)
+    return _BUILT[key]
+
+
+def _build(right: np.ndarray, order: np.ndarray | None, labels: list[str] | None) -> dict:
     true = labels or [g[2] for g in GALAXIES]
     y = np.array([0 if t == "elliptical" else 1 for t in true])
     p = np.where(right == (y == 1), 0.9, 0.1)
     idx = np.arange(len(GALAXIES)) if order is None else order
     logits = np.array([[0.0, math.log(p[i] / (1 - p[i]))] for i in idx])
-    report = build_report(logits, y[idx], [str(i) for i in idx],
-                          [f"{GALAXIES[i][0]}/{i}.jpg" for i in idx], 1.0,
-                          sources=[GALAXIES[i][0] for i in idx],
-                          subclasses=[GALAXIES[i][1] for i in idx])
-    return {**report, "split": 0, "part": part}
+    return build_report(logits, y[idx], [str(i) for i in idx],
+                        [f"{GALAXIES[i][0]}/{i}.jpg" for i in idx], 1.0,
+                        sources=[GALAXIES[i][0] for i in idx],
+                        subclasses=[GALAXIES[i][1] for i in idx])
 
 
 def _answers() -> tuple[np.ndarray, np.ndarray]:
