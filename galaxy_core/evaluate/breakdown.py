@@ -40,20 +40,29 @@ def breakdown(labels: np.ndarray, probs: np.ndarray, sources: Sequence[str] | No
     if sources is not None:
         src = pd.Series(list(sources), dtype=str)
         out["by_source"] = {name: _source_block(y[rows], p[rows], classes)
-                            for name, rows in _groups(src).items()}
+                            for name, rows in row_groups(src).items()}
     if subclasses is not None:
-        sub = pd.Series(list(subclasses), dtype=str)
-        key = sub if sources is None else pd.Series(list(sources), dtype=str) + ": " + sub
+        key = subclass_keys(pd.Series(list(subclasses), dtype=str),
+                            None if sources is None else pd.Series(list(sources), dtype=str))
         right = p.argmax(axis=1) == y
         out["by_subclass"] = {
             name: {"n": int(len(rows)), "true": classes[int(np.bincount(y[rows]).argmax())],
                    "accuracy": float(right[rows].mean()),
                    f"mean_p_{classes[POSITIVE]}": float(p[rows, POSITIVE].mean())}
-            for name, rows in _groups(key).items()}
+            for name, rows in row_groups(key).items()}
     return out
 
 
-def _groups(keys: pd.Series) -> dict[str, np.ndarray]:
+def subclass_keys(subclasses: pd.Series, sources: pd.Series | None = None) -> pd.Series:
+    """Each row's ``source: sub-class`` key (the sub-class alone where no source is known): the
+    names of a report's ``by_subclass`` block, which the model card and ``galaxy compare`` read
+    back."""
+    if sources is None:
+        return subclasses
+    return (sources + ": " + subclasses).where(sources != "", subclasses)
+
+
+def row_groups(keys: pd.Series) -> dict[str, np.ndarray]:
     """Row positions of each key, keys in sorted order (reports stay reproducible)."""
     positions = keys.groupby(keys, sort=True).indices
     return {str(k): np.asarray(v) for k, v in positions.items()}

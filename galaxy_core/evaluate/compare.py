@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.stats import binom
 
 from galaxy_core.errors import GalaxyError
+from galaxy_core.evaluate.breakdown import row_groups, subclass_keys
 from galaxy_core.evaluate.report import save_figure
 
 BOOTSTRAP = 2000
@@ -158,14 +159,13 @@ def compare_reports(first: dict[str, Any], second: dict[str, Any],
     rows = paired_answers(first, second)
     rng = np.random.default_rng(seed)
     out = [_compare("all", rows, rng)]
-    sources = sorted(s for s in rows["source"].unique() if s)
+    sourced = rows[rows["source"] != ""]
+    sources = row_groups(sourced["source"])
     if len(sources) > 1:
-        out += [_compare(s, rows[rows["source"] == s], rng) for s in sources]
+        out += [_compare(s, sourced.iloc[at], rng) for s, at in sources.items()]
     named = rows[rows["subclass"] != ""]
-    keys = (named["source"] + ": " + named["subclass"]).where(named["source"] != "",
-                                                              named["subclass"])
-    for key in sorted(keys.unique()):
-        out.append(_compare(key, named[keys == key], rng))
+    keys = subclass_keys(named["subclass"], named["source"])
+    out += [_compare(key, named.iloc[at], rng) for key, at in row_groups(keys).items()]
     return out
 
 
