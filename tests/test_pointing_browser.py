@@ -144,9 +144,15 @@ def picture_fits(page) -> dict:
     """The shown picture's box on the page, after checking that all of it can be seen: inside
     its frame, which lies inside the chooser, inside the window's width."""
     image = picture_in_chooser(page)
-    shown = image.bounding_box()
-    frame = chooser(page).locator("iframe").first.bounding_box()
-    outer = chooser(page).bounding_box()
+    frame_of = chooser(page).locator("iframe").first
+    boxes = None
+    for _ in range(50):  # measured together once the layout holds still: a rerun or scroll
+        now = (image.bounding_box(), frame_of.bounding_box(), chooser(page).bounding_box())
+        if now == boxes:  # between two reads moved the picture 400 px from its frame
+            break
+        boxes = now
+        page.wait_for_timeout(100)
+    shown, frame, outer = boxes
     width = page.viewport_size["width"]
     assert shown["width"] > 100 and shown["height"] > 50, shown
     assert frame["x"] - 1 <= shown["x"] and shown["x"] + shown["width"] <= frame["x"] \
@@ -160,6 +166,9 @@ def yellow_outline(page, where: Pointing) -> tuple[float, float, float, float]:
     """Where the chosen region's thick yellow outline is drawn on the shown picture, in
     pixels of the file (from a screenshot of the picture in the browser)."""
     image = picture_in_chooser(page)
+    # in the middle of the window: at its top edge the page's sticky header (about 60 px at
+    # phone width) covers the outline's top line in the element's screenshot
+    image.evaluate("e => e.scrollIntoView({block: 'center'})")
     shown = picture_fits(page)
     pixels = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("RGB")).astype(int)
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
