@@ -292,7 +292,8 @@ def train_one_epoch(state: RunState, epoch: int,
                            "lr": lr_at((epoch + 1) * state.steps_per_epoch - 1,
                                        state.total_steps, state.warmup, cfg.lr)}
     if world.is_main:
-        row.update(validate(state.model, state.val_part, cfg, state.loss_weights.cpu()))
+        row.update(validate(state.model, state.val_part, cfg, state.loss_weights.cpu(),
+                            autocast=state.device.type if state.autocast else None))
     row["val_loss"] = distributed.broadcast_float(world, row.get("val_loss", 0.0),
                                                   state.device)
     row["seconds"] = round(time.time() - started, 1)
@@ -303,12 +304,18 @@ def train_one_epoch(state: RunState, epoch: int,
 
 
 def validate(model: torch.nn.Module, part: Part, config: Config,
-             weights: torch.Tensor) -> dict[str, float]:
-    """Validation loss and scores of one epoch (one view: fast, and enough to compare epochs)."""
+             weights: torch.Tensor, autocast: str | None = None) -> dict[str, float]:
+    """Validation loss and scores of one epoch (one view: fast, and enough to compare epochs).
+
+    ``autocast`` (a device type) runs the pass in bf16, as the training steps are: on a CPU
+    with bf16 instructions that is 2.2x faster (85 -> 185 images/s on 2 cores), and for a
+    small capped run the validation pass took two thirds of each epoch. The release step
+    still measures in float32, so the shipped reports do not depend on it."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-    logits = predict_logits(model, part.images, config.mean, config.std, tta=False,
-                            channels_last=config.channels_last)
+    with torch.autocast(autocast or "cpu", dtype=torch.bfloat16, enabled=autocast is not None):
+        logits = predict_logits(model, part.images, config.mean, config.std, tta=False,
+                                channels_last=config.channels_last)
     t_logits = torch.from_numpy(logits)
     labels = torch.from_numpy(part.labels.copy())
     loss = F.cross_entropy(t_logits, labels, weight=weights).item()
