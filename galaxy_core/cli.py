@@ -404,6 +404,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if catalogue_options and not args.catalogue:
         raise GalaxyError(f"{', '.join(catalogue_options)} only go with --catalogue")
     box = _box(args) if args.box is not None else None
+    if args.each_galaxy and box is not None:
+        raise GalaxyError("--each-galaxy finds the galaxies itself; --box names one: give one "
+                          "of them")
     if args.device not in ("auto", "cpu") and args.backend != "torch":
         raise GalaxyError(f"--device {args.device} runs the torch backend; the ONNX backends "
                           "run on the CPU here: drop --backend or use --device cpu")
@@ -431,6 +434,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         jobs, total = path_jobs(args.paths, args.output, box), count_if_cheap(args.paths)
         id_columns = ()
         boxed = box is not None
+    expansion = None
+    if args.each_galaxy:
+        from galaxy_core.predict.each_galaxy import Expansion, each_galaxy
+
+        expansion = Expansion()
+        jobs, total, boxed = each_galaxy(jobs, expansion), None, True
     first = next(jobs, None)
     if first is None:
         raise GalaxyError("the catalogue has no rows" if args.catalogue
@@ -482,13 +491,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {tally.written} rows to {args.output}"
               + (f" ({tally.resumed} were there already)" if tally.resumed else ""),
               file=sys.stderr)
+    if expansion is not None and expansion.pictures:
+        print(f"{expansion.pictures} picture(s) held several galaxies, or one off centre or at "
+              f"the edge: {expansion.rows} rows, one per galaxy (column 'box')", file=sys.stderr)
     if tally.unusual:
         print(f"warning: {tally.unusual} input(s) look unlike the training galaxies (ood_score > "
               "1); treat their labels with caution", file=sys.stderr)
         if tally.framed:
             print(f"  {tally.framed} of them may well be galaxies framed unlike a survey cutout "
                   "(filling the frame, a bright sky, off centre): an off-centre galaxy is "
-                  "answered alone with --box round it; a galaxy that fills its picture, only "
+                  "answered alone with --box round it (or --each-galaxy); a galaxy that fills its picture, only "
                   "from a wider picture with dark sky all round",
                   file=sys.stderr)
     if tally.skipped:
@@ -749,7 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "installed packages allow (never builds the int8 file)")
     p.add_argument("--prior", type=_prior, default="train", metavar="P|train|estimate",
                    help="spiral fraction of your population: 'train' keeps the training mix "
-                   "(26%% spirals, the calibration measured on test), a number such as 0.5 "
+                   "(the model's own: 39%% spirals for the shipped one; the calibration "
+                   "measured on test), a number such as 0.5 "
                    "moves every probability to that mix, 'estimate' fits this batch's own "
                    "fraction (EM, with a bootstrap interval; needs >= 20 galaxies) and uses it: "
                    "rows are written at the training mix, then the output is read back and "
@@ -759,6 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "right, bottom in pixels of the picture as shown (x right, y down from the "
                    "top-left corner, at full resolution), as if those pixels were the file; for "
                    "a picture with several galaxies, or one off-centre or cut by the frame")
+    p.add_argument("--each-galaxy", action="store_true",
+                   help="where a picture holds several bright sources, or its galaxy is off "
+                   "centre or cut by the frame (when the dashboard would ask which galaxy is "
+                   "meant), classify each source on its own: one row per source, its box in "
+                   "column 'box' (framed like a survey cutout); other pictures get one row as "
+                   "usual. Reads each picture once more, for the finder")
     p.add_argument("--accept-at", type=_fraction, metavar="ACCURACY",
                    help="add a column 'accepted' (1/0): 1 when the answer clears the confidence "
                    "threshold at which the model was this accurate on validation (e.g. 0.95) "

@@ -276,6 +276,91 @@ def test_box_goes_with_one_image_file(model_dir, pictures, capsys):
         assert "--box" in err and "one image file" in err and err.count("\n") == 1, err
 
 
+# --- galaxy predict --each-galaxy ----------------------------------------------------------------
+def test_each_galaxy_gives_each_galaxy_of_a_picture_its_own_row(model_dir, pictures, tmp_path):
+    """--each-galaxy over a folder: the two-galaxy picture becomes two rows, the finder's
+    choice first, each with the box a click on it gives and exactly the answer of --box with
+    that box; a picture of one centred galaxy stays one row, answered as without the option;
+    an unreadable file keeps its one error row."""
+    from galaxy_core.data.galaxy_finder import find_galaxy
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "a_pair.png").write_bytes(pictures["pair"].read_bytes())
+    draw_galaxy("spiral", size=96, seed=3).save(folder / "b_single.png")
+    (folder / "c_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code, rows, err = predict(model_dir, folder, "--each-galaxy")
+    assert code == 1, err  # the broken file
+    assert [Path(r["path"]).name for r in rows] == ["a_pair.png"] * 2 + ["b_single.png",
+                                                                         "c_broken.png"]
+    first = cutout_box(find_galaxy(two_galaxies()))
+    assert rows[0]["box"] == first.text
+    assert {rows[0]["box"], rows[1]["box"]} == {pictures["left_box"].text,
+                                               pictures["right_box"].text}
+    for row in rows[:2]:
+        _, (alone,), _ = predict(model_dir, pictures["pair"], "--box", row["box"])
+        assert [row[c] for c in ANSWER] == [alone[c] for c in ANSWER]
+    assert rows[2]["box"] == "" and rows[3]["box"] == "" and rows[3]["error"]
+    _, (plain,), _ = predict(model_dir, folder / "b_single.png")
+    assert [rows[2][c] for c in ANSWER] == [plain[c] for c in ANSWER]
+    assert "1 picture(s) held several galaxies" in err and "2 rows" in err, err
+
+
+def test_each_galaxy_output_resumes_row_for_row(model_dir, pictures, tmp_path, capsys):
+    """--resume checks each written row against its job: a picture split into rows splits
+    the same way again, so a finished output resumes with nothing to do and a cut one ends
+    as the whole run does."""
+    out = tmp_path / "out.csv"
+    args = ["predict", str(pictures["pair"]), str(pictures["left"]), "--each-galaxy",
+            "--model", str(model_dir), "--views", "1", "--workers", "0", "-o", str(out)]
+    assert main(args) == 0
+    whole = out.read_text()
+    assert len(whole.splitlines()) == 1 + 3  # header, the pair's two galaxies, the left one
+    lines = whole.splitlines(keepends=True)
+    out.write_text("".join(lines[:2]))  # cut after the pair's first galaxy
+    assert main([*args, "--resume"]) == 0
+    assert out.read_text() == whole
+    assert main([*args, "--resume"]) == 0
+    assert out.read_text() == whole and "3 row(s) already" in capsys.readouterr().err
+
+
+def test_each_galaxy_boxes_are_in_full_resolution_pixels(tmp_path):
+    """A deep (16-bit) picture over 2048 px is averaged down when it is read; the boxes still
+    count pixels of the file, so each holds its galaxy's centre at full resolution."""
+    from galaxy_core.predict.each_galaxy import galaxy_boxes
+    from galaxy_core.predict.inputs import Entry
+
+    scale = 5
+    grey = np.asarray(two_galaxies().convert("L").resize((WIDTH * scale, HEIGHT * scale)))
+    path = tmp_path / "deep.png"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)
+    boxes = galaxy_boxes(Entry(path))
+    assert len(boxes) == 2
+    for (cx, cy) in (LEFT, RIGHT):
+        holding = [b for b in boxes if b.x0 <= cx * scale < b.x1 and b.y0 <= cy * scale < b.y1]
+        assert len(holding) == 1, (cx, cy, boxes)
+    assert all(b.x1 <= WIDTH * scale and b.y1 <= HEIGHT * scale for b in boxes)
+    assert max(b.x1 for b in boxes) > 2048, "the boxes live in the file's pixels, not the copy's"
+
+
+def test_each_galaxy_keeps_a_given_box_and_refuses_box_with_it(model_dir, pictures, capsys):
+    """A job that already has a box is a person's choice and passes unchanged; --box and
+    --each-galaxy together are one clear error."""
+    from galaxy_core.predict.each_galaxy import Expansion, each_galaxy
+    from galaxy_core.predict.inputs import Entry
+    from galaxy_core.predict.jobs import Job
+
+    given = Job(Entry(pictures["pair"]), box=Box(0, 0, 100, 100))
+    tally = Expansion()
+    assert list(each_galaxy([given], tally)) == [given] and tally.pictures == 0
+    expanded = list(each_galaxy([Job(Entry(pictures["pair"]))], tally))
+    assert len(expanded) == 2 and (tally.pictures, tally.rows) == (1, 2)
+    assert main(["predict", str(pictures["pair"]), "--box", "0,0,100,100", "--each-galaxy",
+                 "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "--each-galaxy" in err and "--box" in err and err.count("\n") == 1, err
+
+
 # --- the dashboard's chooser: a click or a drag as the component reports it ----------------------
 def test_catalogue_box_columns_give_each_row_its_region(model_dir, pictures, tmp_path):
     """A catalogue's box_x0..box_y1 columns: each row classified in its own box (the same
