@@ -11,8 +11,8 @@ model folder. Then two fits of error against training-set size n:
    steps; their extra error is partly under-training, which would flatter more data.
 2. ``error = a + b * n^-c`` on all sizes (four or more), where ``a`` is the error no amount of
    this kind of data removes: label noise and galaxies a two-class label cannot settle. It is
-   fitted to validation and test pooled (1,768 galaxies instead of 884), because with one point
-   per size the noise of a single split swamps a three-parameter fit. Validation chose each
+   fitted to validation and test pooled (twice the galaxies; 1,768 on GZ1 alone), because
+   with one point per size the noise of a single split swamps a three-parameter fit. Validation chose each
    run's best epoch and temperature, which flatters it a little, by the same rule at every size.
 
 Usage: python benchmarks/learning_curve.py RUN [RUN ...] [--target 0.95] [--figure FILE.png]
@@ -51,6 +51,12 @@ class Point:
     n_test: int
     val_accuracy: float
     n_val: int
+    data: str
+    """The surveys and split the run learned from, e.g. ``gz1 + gz2, split 0``."""
+    whole_train: int
+    """The split's whole training part: where the curve's x axis ends in the data at hand."""
+    source_balanced: dict[str, float]
+    """Test balanced accuracy per survey, for a dataset of several."""
 
     @property
     def test_error_se(self) -> float:
@@ -84,13 +90,32 @@ def read_point(run: Path) -> Point:
         raise SystemExit(f"{model_dir}: no evaluation reports (is the run finished?)")
     t, v = test["calibrated"]["metrics"], val["calibrated"]["metrics"]
     # Models finished before the cap was recorded give the whole train part as n_train.
-    n_train = int(meta["training"]["n_train"])
+    training = meta["training"]
+    n_train = int(training["n_train"])
     cap = int(meta.get("config", {}).get("max_train_images") or 0)
+    by_source = test.get("by_source") or {}
+    split = int(training.get("split", 0))
     return Point(arch=meta["arch"], n_train=min(n_train, cap) if cap else n_train,
-                 epochs=int(meta["training"]["epochs_run"]), test_accuracy=t["accuracy"],
+                 epochs=int(training["epochs_run"]), test_accuracy=t["accuracy"],
                  test_balanced=t["balanced_accuracy"], test_macro_f1=t["macro_f1"],
                  test_auc=t["roc_auc"], n_test=int(t["n"]), val_accuracy=v["accuracy"],
-                 n_val=int(v["n"]))
+                 n_val=int(v["n"]),
+                 data=f"{' + '.join(sorted(by_source)) or 'one survey'}, split {split}",
+                 whole_train=whole_train_part(training, n_train),
+                 source_balanced={name: float(part["balanced_accuracy"])
+                                  for name, part in sorted(by_source.items())})
+
+
+def whole_train_part(training: dict, n_train: int) -> int:
+    """The size of the split's training part, from the prepared folder's summary when it is
+    still where the run read it (a capped run records only the galaxies it used)."""
+    summary = Path(training.get("prepared", "")) / "summary.json"
+    if summary.is_file():
+        counts = read_json(summary).get("split_counts", {})
+        part = counts.get(f"split_{int(training.get('split', 0))}", {})
+        if "train" in part:
+            return int(part["train"])
+    return n_train
 
 
 def fit_power_law(n: np.ndarray, error: np.ndarray) -> tuple[float, float]:
@@ -145,13 +170,16 @@ def draw(points_by_arch: dict[str, list[Point]], fits: dict[str, tuple[float, fl
                           "(val + test)")
     ax.axhline(target * 100, color="grey", lw=1, ls=":")
     ax.text(grid[0], target * 100 + 0.3, f"target {target:.0%}", color="grey", fontsize=8)
-    ax.axvline(max(sizes), color="grey", lw=0.8)
-    ax.text(max(sizes) * 1.05, ax.get_ylim()[1] - 0.8, "the whole training split",
+    every = [p for pts in points_by_arch.values() for p in pts]
+    whole = max(p.whole_train for p in every)
+    ax.axvline(whole, color="grey", lw=0.8)
+    ax.text(whole * 1.05, ax.get_ylim()[1] - 0.8, "the whole training split",
             color="grey", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("training galaxies (log scale)")
     ax.set_ylabel("accuracy, %")
-    ax.set_title("Accuracy by number of labelled training galaxies (GZ1, split 0)")
+    data = sorted({p.data for p in every})
+    ax.set_title(f"Accuracy by number of labelled training galaxies ({'; '.join(data)})")
     ax.legend(fontsize=7.5, loc="lower right")
     ax.grid(alpha=0.3)
     buffer_path = path.with_suffix(".tmp.png")
@@ -177,9 +205,13 @@ def main() -> None:
     for arch, pts in points_by_arch.items():
         pts.sort(key=lambda p: p.n_train)
         for p in pts:
+            per_source = "".join(f"  {name} balanced {value:.3f}"
+                                 for name, value in p.source_balanced.items()
+                                 if len(p.source_balanced) > 1)
             print(f"{arch:<20}{p.n_train:>8}{p.epochs:>7}{p.test_accuracy:>10.3f}"
                   f"{p.test_error_se:>8.3f}{p.test_balanced:>10.3f}{p.test_macro_f1:>10.3f}"
-                  f"{p.test_auc:>7.3f}{p.val_accuracy:>9.3f}{p.pooled_accuracy:>10.3f}")
+                  f"{p.test_auc:>7.3f}{p.val_accuracy:>9.3f}{p.pooled_accuracy:>10.3f}"
+                  f"{per_source}")
         sizes = np.array([p.n_train for p in pts], float)
         largest = pts[-FIT_POINTS:]
         if len({p.n_train for p in largest}) == FIT_POINTS:
