@@ -16,6 +16,7 @@ model folder. Then two fits of error against training-set size n:
    run's best epoch and temperature, which flatters it a little, by the same rule at every size.
 
 Usage: python benchmarks/learning_curve.py RUN [RUN ...] [--target 0.95] [--figure FILE.png]
+       [--source-target gz2=0.97 ...]
 where each RUN is a run folder (holding ``model/``) or a model folder.
 """
 
@@ -141,14 +142,52 @@ def fit_with_floor(n: np.ndarray, error: np.ndarray) -> FloorFit:
     return FloorFit(float(a), float(np.sqrt(cov[0, 0])), float(b), float(c))
 
 
+def size_axis(ax: object, sizes: list[int]) -> None:
+    """A log axis labelled at the sizes trained, in plain numbers."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(sizes)), [f"{n:,}" for n in sorted(set(sizes))])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training galaxies (log scale)")
+
+
+def draw_per_source(ax: object, points_by_arch: dict[str, list[Point]],
+                    targets: dict[str, float]) -> None:
+    """Test balanced accuracy of each survey against size: the issue's targets are per survey,
+    and one survey's curve can flatten while the other's still rises."""
+    markers = ("o", "s", "^", "D")
+    for (arch, pts), colour in zip(points_by_arch.items(), ("tab:blue", "tab:orange")):
+        names = sorted({name for p in pts for name in p.source_balanced})
+        for name, marker in zip(names, markers):
+            kept = [p for p in pts if name in p.source_balanced]
+            ax.plot([p.n_train for p in kept], [100 * p.source_balanced[name] for p in kept],
+                    marker=marker, color=colour, ls="-" if marker == "o" else "--",
+                    label=f"{arch}: {name}")
+    for name, value in sorted(targets.items()):
+        ax.axhline(100 * value, color="grey", lw=1, ls=":")
+        ax.text(ax.get_xlim()[0], 100 * value + 0.2, f"{name} target {value:.0%}",
+                color="grey", fontsize=8)
+    size_axis(ax, [p.n_train for pts in points_by_arch.values() for p in pts])
+    ax.set_ylabel("test balanced accuracy, %")
+    ax.set_title("Each survey's own test galaxies")
+    ax.legend(fontsize=7.5, loc="center right")
+    ax.grid(alpha=0.3)
+
+
 def draw(points_by_arch: dict[str, list[Point]], fits: dict[str, tuple[float, float]],
-         floors: dict[str, FloorFit], target: float, path: Path) -> None:
+         floors: dict[str, FloorFit], target: float, path: Path,
+         source_targets: dict[str, float] | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5))
+    several = any(len(p.source_balanced) > 1 for pts in points_by_arch.values() for p in pts)
+    fig = Figure(figsize=(14, 5) if several else (8, 5))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_subplot(1, 2 if several else 1, 1)
+    if several:
+        draw_per_source(fig.add_subplot(1, 2, 2, sharex=ax), points_by_arch,
+                        source_targets or {})
     sizes = [p.n_train for pts in points_by_arch.values() for p in pts]
     grid = np.geomspace(min(sizes), max(sizes) * 64, 200)
     for colour, (arch, pts) in zip(("tab:blue", "tab:orange", "tab:green"),
@@ -173,14 +212,13 @@ def draw(points_by_arch: dict[str, list[Point]], fits: dict[str, tuple[float, fl
     every = [p for pts in points_by_arch.values() for p in pts]
     whole = max(p.whole_train for p in every)
     ax.axvline(whole, color="grey", lw=0.8)
-    ax.text(whole * 1.05, ax.get_ylim()[1] - 0.8, "the whole training split",
-            color="grey", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("training galaxies (log scale)")
+    ax.text(whole * 0.95, ax.get_ylim()[0] + 0.3, "the whole training split", color="grey",
+            fontsize=8, ha="right")
+    size_axis(ax, [*sizes, whole])
     ax.set_ylabel("accuracy, %")
     data = sorted({p.data for p in every})
     ax.set_title(f"Accuracy by number of labelled training galaxies ({'; '.join(data)})")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="center right")
     ax.grid(alpha=0.3)
     buffer_path = path.with_suffix(".tmp.png")
     fig.savefig(buffer_path, dpi=100, bbox_inches="tight")
@@ -192,6 +230,9 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--figure", type=Path, help="also draw the curve into this PNG file")
+    ap.add_argument("--source-target", action="append", default=[], metavar="NAME=ACC",
+                    help="a survey's balanced-accuracy target, drawn on the per-survey panel "
+                    "(repeatable, e.g. gz2=0.97)")
     args = ap.parse_args()
 
     points_by_arch: dict[str, list[Point]] = {}
@@ -233,7 +274,9 @@ def main() -> None:
                   f"ceiling {1 - fit.floor:.1%}, "
                   f"{1 - fit.error(4 * sizes[-1]):.1%} at 4x the largest run")
     if args.figure:
-        draw(points_by_arch, fits, floors, args.target, args.figure)
+        source_targets = {name: float(value) for name, value in
+                          (item.split("=", 1) for item in args.source_target)}
+        draw(points_by_arch, fits, floors, args.target, args.figure, source_targets)
         print(f"figure: {args.figure}")
 
 
