@@ -12,8 +12,9 @@ model folder. Then two fits of error against training-set size n:
 2. ``error = a + b * n^-c`` on all sizes (four or more), where ``a`` is the error no amount of
    this kind of data removes: label noise and galaxies a two-class label cannot settle. It is
    fitted to validation and test pooled (twice the galaxies; 1,768 on GZ1 alone), because
-   with one point per size the noise of a single split swamps a three-parameter fit. Validation chose each
-   run's best epoch and temperature, which flatters it a little, by the same rule at every size.
+   with one point per size the noise of a single split swamps a three-parameter fit.
+   Validation chose each run's best epoch and temperature, which flatters it a little, by the
+   same rule at every size.
 
 Usage: python benchmarks/learning_curve.py RUN [RUN ...] [--target 0.95] [--figure FILE.png]
        [--source-target gz2=0.97 ...]

@@ -500,8 +500,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if tally.framed:
             print(f"  {tally.framed} of them may well be galaxies framed unlike a survey cutout "
                   "(filling the frame, a bright sky, off centre): an off-centre galaxy is "
-                  "answered alone with --box round it (or --each-galaxy); a galaxy that fills its picture, only "
-                  "from a wider picture with dark sky all round",
+                  "answered alone with --box round it (or --each-galaxy); a galaxy that "
+                  "fills its picture, only from a wider picture with dark sky all round",
                   file=sys.stderr)
     if tally.skipped:
         print(f"{tally.skipped} entr{'y' if tally.skipped == 1 else 'ies'} in the folder(s) not "
