@@ -150,6 +150,7 @@ def size_axis(ax: object, sizes: list[int]) -> None:
     ax.set_xscale("log")
     ax.set_xticks(sorted(set(sizes)), [f"{n:,}" for n in sorted(set(sizes))])
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=35, labelsize=8)
     ax.set_xlabel("training galaxies (log scale)")
 
 
